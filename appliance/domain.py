@@ -1,0 +1,41 @@
+"""Small value types shared by every layer (no I/O here)."""
+
+from __future__ import annotations
+
+import enum
+
+
+class Environment(enum.StrEnum):
+    DEVELOPMENT = "Development"
+    SIMULATION = "Simulation"
+    PRODUCTION = "Production"
+
+
+class InvoiceFormat(enum.StrEnum):
+    """How the POS signs invoices. Only `Model` keeps the key sealed in the token."""
+
+    XML = "Xml"
+    PDF = "Pdf"
+    MODEL = "Model"
+
+    @property
+    def key_leaves_token(self) -> bool:
+        return self is not InvoiceFormat.MODEL
+
+
+class DeviceStatus(enum.StrEnum):
+    PENDING = "pending"
+    ACTIVE = "active"
+    FAILED = "failed"
+
+
+# ZATCA's `title` is four 0/1 flags in the order T (standard), S (simplified), C, Z (C and Z reserved).
+INVOICE_TYPE_BY_NAME: dict[str, str] = {"Standard": "1000", "Simplified": "0100", "Both": "1100"}
+INVOICE_TYPE_NAME_BY_CODE: dict[str, str] = {code: name for name, code in INVOICE_TYPE_BY_NAME.items()}
+
+# The certificate template ZATCA's CA accepts in each environment (zatca-protocol.md 5.3).
+CERTIFICATE_TEMPLATE: dict[Environment, str] = {
+    Environment.DEVELOPMENT: "TSTZATCA-Code-Signing",
+    Environment.SIMULATION: "PREZATCA-Code-Signing",
+    Environment.PRODUCTION: "ZATCA-Code-Signing",
+}
