@@ -5,7 +5,9 @@
     ├── ValidationFailed            input refused; carries every FieldProblem at once
     ├── NotFound                    a device (or other record) does not exist
     ├── Conflict                    the same device is already active or being registered
+    │   └── DeviceStateConflict     a device left `pending` already; it cannot change state again
     ├── AuthenticationFailed        missing or wrong API key
+    ├── StorageError                the device registry's database failed (disk, lock, schema)
     ├── HsmError                    anything the PKCS#11 token said or failed to say
     │   ├── HsmUnavailable          module/token missing, wrong PIN, token vanished
     │   ├── HsmMechanismMissing     the token cannot do what we need (e.g. no secp256k1)
@@ -65,8 +67,28 @@ class Conflict(ApplianceError):
         super().__init__(message)
 
 
+class DeviceStateConflict(Conflict):
+    """Only a `pending` device may become `active` or `failed`; this one is already past that."""
+
+    code = "Device-State-Conflict"
+
+    def __init__(self, device_id: str, current_status: str, requested_status: str) -> None:
+        self.current_status = current_status
+        self.requested_status = requested_status
+        super().__init__(
+            f"device {device_id} is {current_status}; only a pending device can become {requested_status}",
+            device_id,
+        )
+
+
 class AuthenticationFailed(ApplianceError):
     code = "Unauthorized"
+
+
+class StorageError(ApplianceError):
+    """The registry database could not be opened, read or written (disk full, locked, newer schema)."""
+
+    code = "Storage-Error"
 
 
 class HsmError(ApplianceError):

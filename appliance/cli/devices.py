@@ -1,10 +1,131 @@
-"""`zatca-appliance devices` (placeholder until its module lands)."""
+"""`zatca-appliance devices list|show|reconcile`: the registry, as the administrator sees it.
+
+Key ids are printed as the token's CKA_ID in hex, so a line here maps to an object in
+`pkcs11-tool --list-objects` output.
+"""
 
 from __future__ import annotations
 
 import argparse
+from datetime import timedelta
 from typing import Any
+
+import anyio
+
+from appliance.cli.common import add_config_option, config_from_args
+from appliance.domain import DeviceStatus, Environment
+from appliance.storage import DeviceRecord, SqliteRegistry
+
+# A running service finishes (or fails) a registration well within this; only older pending
+# rows are treated as interrupted when reconciling beside it.
+DEFAULT_PENDING_AGE = 600.0
 
 
 def register(commands: argparse._SubParsersAction[Any]) -> None:
-    return None
+    parser = commands.add_parser("devices", help="inspect and reconcile registered devices")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="list devices, newest first")
+    listing.add_argument("--status", choices=[s.value for s in DeviceStatus])
+    listing.add_argument("--environment", choices=[e.value for e in Environment])
+    listing.add_argument("--limit", type=int, default=100)
+    add_config_option(listing)
+    listing.set_defaults(handler=_list)
+    show = actions.add_parser("show", help="one device's metadata (never its secret)")
+    show.add_argument("device_id")
+    add_config_option(show)
+    show.set_defaults(handler=_show)
+    reconcile = actions.add_parser("reconcile", help="bring the registry and the token into agreement")
+    reconcile.add_argument(
+        "--older-than",
+        type=float,
+        default=DEFAULT_PENDING_AGE,
+        metavar="SECONDS",
+        help=f"treat pending registrations older than this as interrupted (default {DEFAULT_PENDING_AGE:.0f})",
+    )
+    add_config_option(reconcile)
+    reconcile.set_defaults(handler=_reconcile)
+
+
+def _list(args: argparse.Namespace) -> int:
+    async def listing() -> None:
+        registry = await SqliteRegistry.open(config_from_args(args).storage.registry_path)
+        try:
+            page = await registry.list_devices(
+                limit=args.limit,
+                status=DeviceStatus(args.status) if args.status else None,
+                environment=Environment(args.environment) if args.environment else None,
+            )
+        finally:
+            await registry.close()
+        print("DEVICE ID                             STATUS   ENVIRONMENT  FORMAT  VAT              EGS SERIAL"
+              "            CKA_ID                            LABEL")
+        for r in page.items:
+            print(f"{r.device_id}  {r.status:<7}  {r.environment:<11}  {r.invoice_format:<6}  {r.vat}  "
+                  f"{r.egs_serial:<20}  {r.key_id_hex}  {r.key_label}")
+        print(f"({len(page.items)} of {page.total})")
+
+    anyio.run(listing)
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    async def show() -> DeviceRecord:
+        registry = await SqliteRegistry.open(config_from_args(args).storage.registry_path)
+        try:
+            return await registry.get(args.device_id)
+        finally:
+            await registry.close()
+
+    record = anyio.run(show)
+    for label, value in _describe(record):
+        print(f"{label:<22}{value}")
+    return 0
+
+
+def _describe(r: DeviceRecord) -> list[tuple[str, object]]:
+    return [
+        ("device id", r.device_id),
+        ("status", r.status),
+        ("environment", r.environment),
+        ("invoice format", f"{r.invoice_format} (key {'exported once' if r.invoice_format.key_leaves_token else 'sealed'})"),
+        ("invoice type", r.invoice_type),
+        ("VAT", r.vat),
+        ("organization", f"{r.organization_name} / {r.organization_unit} / {r.country}"),
+        ("EGS serial", r.egs_serial),
+        ("CSR SN", r.serial_number),
+        ("location / industry", f"{r.location} / {r.industry}"),
+        ("key CKA_ID", r.key_id_hex),
+        ("key CKA_LABEL", r.key_label),
+        ("ZATCA request id", r.request_id or "-"),
+        ("certificate serial", r.certificate_serial or "-"),
+        ("certificate valid", f"{r.certificate_not_before} .. {r.certificate_not_after}" if r.certificate_not_after else "-"),
+        ("created", f"{r.created_at} by {r.created_by or '-'}"),
+        ("updated", r.updated_at),
+        ("failure", f"{r.failure_code}: {r.failure_message}" if r.failure_code else "-"),
+    ]
+
+
+def _reconcile(args: argparse.Namespace) -> int:
+    from appliance.hsm import AsyncKeyStore, KeyStore
+    from appliance.services.reconcile import reconcile
+
+    config = config_from_args(args)
+
+    async def run() -> int:
+        store = await anyio.to_thread.run_sync(KeyStore.open, config.hsm)
+        registry = await SqliteRegistry.open(config.storage.registry_path)
+        try:
+            report = await reconcile(
+                AsyncKeyStore(store), registry, pending_older_than=timedelta(seconds=args.older_than)
+            )
+        finally:
+            await registry.close()
+            await anyio.to_thread.run_sync(store.close)
+        print(f"interrupted registrations marked failed: {len(report.pending_failed)}")
+        print(f"keys destroyed (failed or without a registry row): {len(report.keys_destroyed)}")
+        print(f"keys not created by the appliance (left alone): {len(report.unmanaged_keys)}")
+        for device_id in report.active_without_key:
+            print(f"ACTIVE DEVICE WITHOUT ITS KEY: {device_id}")
+        return 0 if report.consistent else 1
+
+    return anyio.run(run)

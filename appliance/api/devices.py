@@ -1,0 +1,122 @@
+"""`/v1/Devices`: register a POS and look devices up. Thin: decode, call a service, render."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from litestar import Controller, Request, get, post
+from litestar.params import Parameter
+
+from appliance.api.auth import require_api_key
+from appliance.api.openapi import RegisterOperation
+from appliance.api.register_request import decode_register_request
+from appliance.api.schemas import (
+    CertificateView,
+    DevicePageView,
+    DeviceView,
+    ErrorBody,
+    RegisterDeviceResponse,
+)
+from appliance.app_state import Resources
+from appliance.domain import INVOICE_TYPE_NAME_BY_CODE, DeviceStatus, Environment
+from appliance.errors import NotFound
+from appliance.storage import DeviceRecord
+from litestar.openapi.datastructures import ResponseSpec
+
+_ERRORS = {
+    code: ResponseSpec(data_container=ErrorBody, description=text)
+    for code, text in (
+        (400, "validation failed, or ZATCA rejected the request (source ZATCA)"),
+        (401, "missing or wrong API key"),
+        (404, "no such device"),
+        (409, "the same device (environment, VAT, EGS serial) is already active or being registered"),
+        (502, "ZATCA unavailable or answered nonsense"),
+        (503, "the PKCS#11 token is unavailable"),
+        (504, "ZATCA did not answer in time"),
+    )
+}
+
+
+class DevicesController(Controller):
+    path = "/v1/Devices"
+    guards = [require_api_key]  # noqa: RUF012 - Litestar's declared class attribute
+    tags = ["Devices"]  # noqa: RUF012
+
+    @post(
+        "/Register",
+        status_code=200,
+        summary="Register a POS device with ZATCA",
+        operation_class=RegisterOperation,
+        responses=_ERRORS,
+    )
+    async def register(self, request: Request[Any, Any, Any], resources: Resources) -> RegisterDeviceResponse:
+        registration = decode_register_request(await request.body(), resources.config.solution)
+        result = await resources.registration.register(registration, request.state.get("api_key_name"))
+        return RegisterDeviceResponse(
+            deviceId=result.device_id,
+            csid=result.csid,
+            CSR=result.csr_pem,
+            privateKey=result.private_key_pem,
+            secret=result.secret,
+            invoiceType=INVOICE_TYPE_NAME_BY_CODE[result.invoice_type],
+        )
+
+    @get("/{device_id:str}", summary="One device (never its secrets or key)", responses=_ERRORS)
+    async def get_device(self, device_id: str, resources: Resources) -> DeviceView:
+        try:
+            uuid.UUID(device_id)
+        except ValueError as exc:
+            raise NotFound(f"no device {device_id!r}: device ids are UUIDs") from exc
+        return device_view(await resources.registry.get(device_id))
+
+    @get("/", summary="Devices, newest first", responses=_ERRORS)
+    async def list_devices(
+        self,
+        resources: Resources,
+        offset: Annotated[int, Parameter(ge=0, default=0)] = 0,
+        limit: Annotated[int, Parameter(ge=1, le=500, default=50)] = 50,
+        status: DeviceStatus | None = None,
+        environment: Environment | None = None,
+    ) -> DevicePageView:
+        page = await resources.registry.list_devices(
+            offset=offset, limit=limit, status=status, environment=environment
+        )
+        return DevicePageView(
+            items=[device_view(record) for record in page.items],
+            total=page.total,
+            offset=page.offset,
+            limit=page.limit,
+        )
+
+
+def device_view(record: DeviceRecord) -> DeviceView:
+    certificate = None
+    if record.certificate_serial and record.certificate_not_before and record.certificate_not_after:
+        certificate = CertificateView(
+            serialNumber=record.certificate_serial,
+            notBefore=record.certificate_not_before,
+            notAfter=record.certificate_not_after,
+        )
+    return DeviceView(
+        deviceId=record.device_id,
+        status=record.status,
+        environment=record.environment,
+        invoiceFormat=record.invoice_format,
+        invoiceType=INVOICE_TYPE_NAME_BY_CODE.get(record.invoice_type, "Both"),
+        egsSerialNumber=record.egs_serial,
+        vat=record.vat,
+        organizationName=record.organization_name,
+        organizationUnitName=record.organization_unit,
+        countryCode=record.country,
+        location=record.location,
+        industry=record.industry,
+        keyId=record.key_id_hex,
+        keyLabel=record.key_label,
+        keySealed=not record.invoice_format.key_leaves_token,
+        createdAt=record.created_at,
+        updatedAt=record.updated_at,
+        certificate=certificate,
+        failureCode=record.failure_code,
+        failureMessage=record.failure_message,
+    )

@@ -1,0 +1,101 @@
+"""`create_app(config)`: the Litestar application, its lifespan and its one exception map."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import timedelta
+from typing import cast
+
+import anyio
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+
+from appliance import __version__
+from appliance.api.devices import DevicesController
+from appliance.api.errors import EXCEPTION_HANDLERS
+from appliance.api.health import live, ready
+from appliance.api.metrics_route import metrics
+from appliance.api.middleware import request_context_middleware
+from appliance.app_state import Resources
+from appliance.config import AppConfig
+from appliance.daemon.notify import SystemdNotifier
+from appliance.hsm import AsyncKeyStore, KeyStore
+from appliance.metrics import Metrics
+from appliance.services.reconcile import reconcile
+from appliance.services.registration import RegistrationService
+from appliance.storage import SqliteRegistry
+from appliance.zatca import ZatcaClient
+
+log = logging.getLogger("appliance.app")
+
+
+def create_app(config: AppConfig) -> Litestar:
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            resources = await open_resources(config, stack)
+            # Nothing is in flight yet, so every pending row is a registration a crash interrupted.
+            report = await reconcile(resources.keys, resources.registry, pending_older_than=timedelta(0))
+            log.info(
+                "service ready",
+                extra={"pending_failed": len(report.pending_failed), "keys_destroyed": len(report.keys_destroyed)},
+            )
+            resources.metrics.token_device_keys.set(len(await resources.keys.list_device_keys()))
+            app.state.resources = resources
+            watchdog = asyncio.create_task(_watchdog_pings(SystemdNotifier()))
+            try:
+                yield
+            finally:
+                watchdog.cancel()
+
+    return Litestar(
+        route_handlers=[DevicesController, live, ready, metrics],
+        dependencies={"resources": Provide(_resources, sync_to_thread=False)},
+        lifespan=[lifespan],
+        exception_handlers=EXCEPTION_HANDLERS,
+        middleware=[request_context_middleware],
+        request_max_body_size=config.server.max_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="ZATCA signing appliance",
+            version=__version__,
+            path="/schema",
+            render_plugins=[SwaggerRenderPlugin()],
+        ),
+    )
+
+
+async def open_resources(config: AppConfig, stack: AsyncExitStack) -> Resources:
+    """Open token, registry and ZATCA client; `stack` closes them in reverse order."""
+    store = await anyio.to_thread.run_sync(KeyStore.open, config.hsm)
+    stack.callback(store.close)
+    keys = AsyncKeyStore(store, anyio.CapacityLimiter(config.hsm.worker_threads))
+    registry = await SqliteRegistry.open(config.storage.registry_path)
+    stack.push_async_callback(registry.close)
+    metrics = Metrics()
+    zatca = ZatcaClient(config.zatca, observe=metrics.observe_zatca)
+    stack.push_async_callback(zatca.aclose)
+    registration = RegistrationService(config, keys, registry, zatca, metrics)
+    return Resources(
+        config=config, keys=keys, registry=registry, zatca=zatca, registration=registration, metrics=metrics
+    )
+
+
+async def _watchdog_pings(notifier: SystemdNotifier) -> None:
+    """Ping systemd's watchdog from the event loop itself, so a wedged loop stops the pings and
+    systemd restarts the service."""
+    interval = notifier.watchdog_seconds
+    if interval is None:
+        return
+    while True:
+        notifier.notify("WATCHDOG=1")
+        await asyncio.sleep(interval / 2)
+
+
+def _resources(state: State) -> Resources:
+    return cast(Resources, state.resources)

@@ -1,0 +1,288 @@
+"""The emulator's HTTP face: ZATCA's three base paths, plus administration under `/emulator/`.
+
+ZATCA endpoints (for each of developer-portal, simulation, core under `/e-invoicing/`):
+    POST  /compliance            OTP + CSR -> compliance CSID
+    POST  /production/csids      compliance CSID (Basic) -> production CSID
+    PATCH /production/csids      production CSID (Basic) + OTP + CSR -> renewed CSID (200 or 428)
+
+A pending fault hits the next ZATCA request before anything else is looked at (Accept-Version
+included); a request held by a `timeout` fault gets 504 after `hang_seconds`, or 503 at shutdown.
+
+Administration (never affected by faults):
+    GET    /emulator/health               readiness probe
+    GET    /emulator/ca-certificate       the emulator CA, PEM, to verify issued certificates
+    POST   /emulator/otps                 {"environment": "Simulation"|"Production", "vat"} -> {"otp"}
+    GET    /emulator/faults               pending faults
+    POST   /emulator/faults               {"kind", "count", "seconds"}: add a fault
+    DELETE /emulator/faults               drop every pending fault
+    POST   /emulator/compliance-steps     {"request_id", "steps"?}: mark compliance steps passed
+    GET    /emulator/behaviour            the switches below
+    PATCH  /emulator/behaviour            {"auto_pass_compliance_steps"?, "renewal_requires_compliance"?}
+    GET    /emulator/requests             how many requests each ZATCA endpoint received
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import msgspec
+from litestar import Litestar, Request, Response, delete, get, patch, post
+from litestar.datastructures import State
+from litestar.exceptions import HTTPException, NotFoundException
+from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
+
+from appliance.emulator import wire
+from appliance.emulator.authority import EmulatorAuthority
+from appliance.emulator.faults import FaultQueue, PendingFault
+from appliance.emulator.gateway import ENVIRONMENTS, EmulatedGateway, EnvironmentProfile
+from appliance.emulator.settings import EmulatorSettings, FaultSpec
+from appliance.emulator.store import EmulatorStore
+
+ADMIN_PREFIX = "/emulator"
+ZATCA_PREFIX = "/e-invoicing/{environment:str}"
+
+# What a ZATCA endpoint does once faults and headers are dealt with: (environment, request, body, wrong_key).
+Operation = Callable[[EnvironmentProfile, Request[Any, Any, Any], bytes, bool], wire.Answer]
+
+
+class OtpRequest(msgspec.Struct, forbid_unknown_fields=True):
+    environment: str
+    vat: str
+
+
+class OtpAnswer(msgspec.Struct):
+    otp: str
+
+
+class ComplianceStepsRequest(msgspec.Struct, forbid_unknown_fields=True):
+    request_id: int | str
+    steps: list[str] | None = None
+
+
+class ComplianceStepsAnswer(msgspec.Struct):
+    request_id: int
+    passed: list[str]
+    missing: list[str]
+
+
+class Behaviour(msgspec.Struct, forbid_unknown_fields=True):
+    auto_pass_compliance_steps: bool | None = None
+    renewal_requires_compliance: bool | None = None
+
+
+class RequestCounts(msgspec.Struct):
+    total: int
+    by_endpoint: dict[str, int]
+
+
+class EmulatorRuntime:
+    """Everything the handlers share; lives in `app.state.emulator`."""
+
+    def __init__(self, settings: EmulatorSettings) -> None:
+        data_dir = Path(settings.data_dir)
+        self.settings = settings
+        self.authority = EmulatorAuthority.load_or_create(data_dir)
+        self.store = EmulatorStore(data_dir)
+        self.gateway = EmulatedGateway(settings, self.authority, self.store)
+        self.faults = FaultQueue(settings.faults)
+        self.received: Counter[str] = Counter()
+        # Set when the server starts shutting down, so that requests held by a `timeout` fault end
+        # at once instead of being cancelled (with a traceback) when the grace period runs out.
+        self._stopping = asyncio.Event()
+
+    def release_held_requests(self) -> None:
+        self._stopping.set()
+
+    async def _hold(self) -> wire.Answer:
+        with anyio.move_on_after(self.settings.hang_seconds):
+            await self._stopping.wait()
+            return wire.shutting_down()
+        return wire.gateway_timeout()
+
+    async def serve(
+        self, request: Request[Any, Any, Any], environment: str, operation: Operation
+    ) -> Response[bytes]:
+        self.received[f"{request.method} {request.url.path}"] += 1
+        profile = ENVIRONMENTS.get(environment)
+        if profile is None:
+            raise NotFoundException(f"unknown environment {environment!r}")
+        wrong_key = False
+        fault = self.faults.take()
+        if fault is not None:
+            if fault.kind == "latency":
+                await anyio.sleep(fault.delay_seconds)
+            elif fault.kind == "error-500":
+                return _response(wire.server_error())
+            elif fault.kind == "malformed-json":
+                return _response(wire.malformed_json())
+            elif fault.kind == "timeout":
+                return _response(await self._hold())
+            else:
+                wrong_key = True
+        if request.headers.get("accept-version") != "V2":
+            return _response(wire.unsupported_version())
+        body = await request.body()
+        return _response(operation(profile, request, body, wrong_key))
+
+
+def _response(answer: wire.Answer) -> Response[bytes]:
+    return Response(content=answer.body, status_code=answer.status, media_type=answer.media_type)
+
+
+def _runtime(state: State) -> EmulatorRuntime:
+    runtime: EmulatorRuntime = state.emulator
+    return runtime
+
+
+# ZATCA endpoints ----------------------------------------------------------------------------------
+
+
+@post(f"{ZATCA_PREFIX}/compliance", status_code=HTTP_200_OK)
+async def compliance(request: Request[Any, Any, Any], environment: str, state: State) -> Response[bytes]:
+    gateway = _runtime(state).gateway
+    return await _runtime(state).serve(
+        request,
+        environment,
+        lambda profile, req, body, wrong_key: gateway.request_compliance_csid(
+            profile, req.headers.get("otp"), body, wrong_key=wrong_key
+        ),
+    )
+
+
+@post(f"{ZATCA_PREFIX}/production/csids", status_code=HTTP_200_OK)
+async def production_csids(
+    request: Request[Any, Any, Any], environment: str, state: State
+) -> Response[bytes]:
+    gateway = _runtime(state).gateway
+    return await _runtime(state).serve(
+        request,
+        environment,
+        lambda profile, req, body, wrong_key: gateway.request_production_csid(
+            profile, req.headers.get("authorization"), body, wrong_key=wrong_key
+        ),
+    )
+
+
+@patch(f"{ZATCA_PREFIX}/production/csids", status_code=HTTP_200_OK)
+async def renew_production_csids(
+    request: Request[Any, Any, Any], environment: str, state: State
+) -> Response[bytes]:
+    gateway = _runtime(state).gateway
+    return await _runtime(state).serve(
+        request,
+        environment,
+        lambda profile, req, body, wrong_key: gateway.renew_production_csid(
+            profile, req.headers.get("authorization"), req.headers.get("otp"), body, wrong_key=wrong_key
+        ),
+    )
+
+
+# Administration -----------------------------------------------------------------------------------
+
+
+@get(f"{ADMIN_PREFIX}/health")
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@get(f"{ADMIN_PREFIX}/ca-certificate", media_type="application/x-pem-file")
+async def ca_certificate(state: State) -> bytes:
+    return _runtime(state).authority.certificate_pem
+
+
+@post(f"{ADMIN_PREFIX}/otps")
+async def mint_otp(data: OtpRequest, state: State) -> OtpAnswer:
+    try:
+        return OtpAnswer(otp=_runtime(state).gateway.mint_otp(data.environment, data.vat))
+    except ValueError as exc:
+        raise HTTPException(status_code=400, detail=str(exc)) from exc
+
+
+@get(f"{ADMIN_PREFIX}/faults")
+async def list_faults(state: State) -> list[PendingFault]:
+    return _runtime(state).faults.pending()
+
+
+@post(f"{ADMIN_PREFIX}/faults")
+async def add_fault(data: FaultSpec, state: State) -> list[PendingFault]:
+    faults = _runtime(state).faults
+    faults.add(data)
+    return faults.pending()
+
+
+@delete(f"{ADMIN_PREFIX}/faults", status_code=HTTP_204_NO_CONTENT)
+async def clear_faults(state: State) -> None:
+    _runtime(state).faults.clear()
+
+
+@post(f"{ADMIN_PREFIX}/compliance-steps", status_code=HTTP_200_OK)
+async def pass_compliance_steps(data: ComplianceStepsRequest, state: State) -> ComplianceStepsAnswer:
+    try:
+        record = _runtime(state).gateway.pass_compliance_steps(int(data.request_id), data.steps)
+    except LookupError as exc:
+        raise NotFoundException(str(exc)) from exc
+    except ValueError as exc:
+        raise HTTPException(status_code=400, detail=str(exc)) from exc
+    required = wire.required_compliance_steps(record.invoice_type)
+    return ComplianceStepsAnswer(
+        request_id=record.request_id,
+        passed=sorted(record.passed_steps),
+        missing=[step for step in required if step not in record.passed_steps],
+    )
+
+
+@get(f"{ADMIN_PREFIX}/behaviour")
+async def get_behaviour(state: State) -> Behaviour:
+    gateway = _runtime(state).gateway
+    return Behaviour(gateway.auto_pass_compliance_steps, gateway.renewal_requires_compliance)
+
+
+@patch(f"{ADMIN_PREFIX}/behaviour")
+async def set_behaviour(data: Behaviour, state: State) -> Behaviour:
+    gateway = _runtime(state).gateway
+    if data.auto_pass_compliance_steps is not None:
+        gateway.auto_pass_compliance_steps = data.auto_pass_compliance_steps
+    if data.renewal_requires_compliance is not None:
+        gateway.renewal_requires_compliance = data.renewal_requires_compliance
+    return Behaviour(gateway.auto_pass_compliance_steps, gateway.renewal_requires_compliance)
+
+
+@get(f"{ADMIN_PREFIX}/requests")
+async def request_counts(state: State) -> RequestCounts:
+    received = _runtime(state).received
+    return RequestCounts(total=sum(received.values()), by_endpoint=dict(received))
+
+
+def create_emulator_app(settings: EmulatorSettings) -> Litestar:
+    """The emulator as an ASGI app; creates (or reopens) its CA and database in `settings.data_dir`."""
+    runtime = EmulatorRuntime(settings)
+
+    async def close_store() -> None:
+        runtime.store.close()
+
+    shutdown: list[Callable[[], Awaitable[None]]] = [close_store]
+    return Litestar(
+        route_handlers=[
+            compliance,
+            production_csids,
+            renew_production_csids,
+            health,
+            ca_certificate,
+            mint_otp,
+            list_faults,
+            add_fault,
+            clear_faults,
+            pass_compliance_steps,
+            get_behaviour,
+            set_behaviour,
+            request_counts,
+        ],
+        state=State({"emulator": runtime}),
+        on_shutdown=shutdown,
+        openapi_config=None,
+    )

@@ -1,0 +1,271 @@
+"""KeyStore: the appliance's device keys in a PKCS#11 token, safe to call from many threads.
+
+Every public method runs the same way (`_call`): make sure a connection for the current module
+generation exists (reconnecting, and re-initialising the module if the token had vanished),
+then run the operation holding shared access to the module, and turn PKCS#11 errors into the
+appliance's HsmError family with the module path, the token label and the PKCS#11 error name.
+
+Recovery: an operation that finds the token gone marks the connection broken and raises
+HsmUnavailable; the next call reconnects (new sessions, new login, empty handle cache). SoftHSM
+keeps a token whose files vanished invalid until C_Initialize, so a reconnect that cannot find
+the token re-initialises the module once and tries again. No restart is needed.
+
+Fork: nothing is loaded at import. The module is loaded by `open` in the process that calls it,
+and a KeyStore carried into a child process through fork() reconnects (and re-initialises the
+module) on its first call there. Open the KeyStore after the fork (e.g. in the app lifespan).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import uuid
+from collections.abc import Callable
+from typing import TypeVar
+
+import pkcs11.exceptions as p11
+
+from appliance.config import HsmSettings
+from appliance.errors import ConfigError, HsmError, HsmMechanismMissing, HsmUnavailable
+from appliance.hsm import device_keys, diagnostics, secret_box
+from appliance.hsm.connection import TokenConnection, TokenSelector
+from appliance.hsm.failures import LOGIN_REFUSED, connection_lost, describe, mechanism_refused
+from appliance.hsm.models import DeviceKeyInfo, KeyPolicy, TokenCheck
+from appliance.hsm.pin import read_pin
+from appliance.hsm.runtime import ModuleRuntime, load_module
+from appliance.hsm.uri import parse_pkcs11_uri
+
+T = TypeVar("T")
+
+# Attempts at finding a connection whose module generation is still current when the call
+# starts; more than this means two configurations fight over one module in this process.
+_GENERATION_RACE_ATTEMPTS = 3
+
+
+class KeyStore:
+    """Synchronous and thread-safe. Create with `KeyStore.open(settings)`; `close()` when done."""
+
+    def __init__(self, settings: HsmSettings, *, _selector: TokenSelector, _module_path: str) -> None:
+        self._settings = settings
+        self._selector = _selector
+        self._module_path = _module_path
+        self._pid = os.getpid()
+        self._runtime: ModuleRuntime | None = None
+        self._connection: TokenConnection | None = None
+        self._connect_lock = threading.Lock()
+        self._closed = False
+        # SHA-256 of a PIN the token refused: never offered again, so a wrong PIN source cannot
+        # lock a real HSM by retrying on every request.
+        self._refused_pin: bytes | None = None
+
+    @classmethod
+    def open(cls, settings: HsmSettings) -> KeyStore:
+        """Load the module, find the token and log in; every failure is an ApplianceError naming both."""
+        if settings.worker_threads < 1:
+            raise ConfigError(f"hsm.worker_threads must be at least 1, not {settings.worker_threads}")
+        if (settings.token_label is None) == (settings.token_uri is None):
+            raise ConfigError("set exactly one of hsm.token_label and hsm.token_uri")
+        uri = parse_pkcs11_uri(settings.token_uri) if settings.token_uri is not None else None
+        module_path = uri.module_path if uri is not None and uri.module_path else settings.module
+        read_pin(settings)  # a missing PIN source is a configuration error, reported before the token
+        store = cls(settings, _selector=TokenSelector(settings.token_label, uri), _module_path=module_path)
+        store._ready_connection()
+        return store
+
+    @property
+    def module_path(self) -> str:
+        return self._module_path
+
+    @property
+    def token_label(self) -> str:
+        connection = self._connection
+        if connection is not None:
+            return connection.token_label
+        return self._selector.label if self._selector.label is not None else self._selector.describe()
+
+    @property
+    def worker_threads(self) -> int:
+        return self._settings.worker_threads
+
+    def close(self) -> None:
+        """Close this store's sessions; the process stays logged in while other stores keep theirs."""
+        with self._connect_lock:
+            self._closed = True
+            connection, self._connection = self._connection, None
+            if connection is not None:
+                self._discard(connection)
+
+    def generate_device_key(self, device_id: uuid.UUID, policy: KeyPolicy, label: str | None = None) -> bytes:
+        """New secp256k1 token key pair with CKA_ID = device_id.bytes; returns the SPKI DER."""
+        key_label = label if label is not None else device_keys.default_label(device_id)
+        return self._call(
+            f"generating the {policy} key of device {device_id}",
+            lambda connection: device_keys.generate(connection, device_id, KeyPolicy(policy), key_label),
+        )
+
+    def public_key(self, device_id: uuid.UUID) -> bytes:
+        return self._call(
+            f"reading the public key of device {device_id}",
+            lambda connection: device_keys.public_key(connection, device_id),
+        )
+
+    def sign_digest(self, device_id: uuid.UUID, digest: bytes) -> bytes:
+        """DER ECDSA signature over a 32-byte SHA-256 digest (hash first: CKM_ECDSA takes anything)."""
+        if len(digest) != device_keys.DIGEST_LENGTH:
+            raise ValueError(f"sign_digest takes a 32-byte SHA-256 digest, not {len(digest)} bytes")
+        return self._call(
+            f"signing with the key of device {device_id}",
+            lambda connection: device_keys.sign_digest(connection, device_id, digest),
+        )
+
+    def export_private_key(self, device_id: uuid.UUID) -> str:
+        """SEC1 `EC PRIVATE KEY` PEM of an exportable key; KeyNotExportable for a sealed one."""
+        return self._call(
+            f"exporting the key of device {device_id}",
+            lambda connection: device_keys.export_private_key(connection, device_id),
+        )
+
+    def destroy_device_key(self, device_id: uuid.UUID) -> bool:
+        """Destroy the private and public key; False when the token holds neither."""
+        return self._call(
+            f"destroying the key of device {device_id}",
+            lambda connection: device_keys.destroy(connection, device_id),
+        )
+
+    def has_device_key(self, device_id: uuid.UUID) -> bool:
+        return self._call(
+            f"looking up the key of device {device_id}",
+            lambda connection: device_keys.exists(connection, device_id),
+        )
+
+    def list_device_keys(self) -> list[DeviceKeyInfo]:
+        return self._call("listing device keys", device_keys.list_keys)
+
+    def encrypt_secret(self, plaintext: bytes) -> bytes:
+        return self._call("sealing a secret", lambda connection: secret_box.encrypt(connection, plaintext))
+
+    def decrypt_secret(self, blob: bytes) -> bytes:
+        return self._call("opening a sealed secret", lambda connection: secret_box.decrypt(connection, blob))
+
+    def probe(self) -> None:
+        """Sign with the appliance's probe key; HsmUnavailable when the token cannot sign."""
+        try:
+            self._call("probing the token", diagnostics.probe)
+        except HsmUnavailable:
+            raise
+        except HsmError as exc:
+            raise HsmUnavailable(str(exc)) from exc
+
+    def check(self) -> TokenCheck:
+        return self._call("checking the token", diagnostics.check)
+
+    def _call(self, action: str, operation: Callable[[TokenConnection], T]) -> T:
+        for _ in range(_GENERATION_RACE_ATTEMPTS):
+            connection = self._ready_connection()
+            runtime = connection.runtime
+            with runtime.calls():
+                if connection.generation != runtime.generation or not runtime.initialized:
+                    continue
+                try:
+                    return operation(connection)
+                except p11.PKCS11Error as exc:
+                    raise self._translate(action, connection, exc) from exc
+        raise HsmUnavailable(
+            f"{action}: PKCS#11 module {self._module_path} kept being re-initialised (several SoftHSM "
+            "configurations in one process?)"
+        )
+
+    def _translate(self, action: str, connection: TokenConnection, exc: p11.PKCS11Error) -> HsmError:
+        where = connection.where()
+        if connection_lost(exc):
+            connection.broken = True
+            return HsmUnavailable(f"{action} failed: {where} is unavailable ({describe(exc)})")
+        if mechanism_refused(exc):
+            return HsmMechanismMissing(f"{action} failed: {where} refused the mechanism ({describe(exc)})")
+        return HsmError(f"{action} failed on {where} ({describe(exc)})")
+
+    def _ready_connection(self) -> TokenConnection:
+        with self._connect_lock:
+            if self._closed:
+                raise HsmUnavailable(f"the key store for token {self._selector.describe()} is closed")
+            if self._pid != os.getpid():
+                # Sessions and handles came from the parent; dropped without closing them there.
+                self._pid = os.getpid()
+                self._runtime = None
+                self._connection = None
+            connection = self._connection
+            runtime = self._runtime
+            if (
+                connection is not None
+                and runtime is not None
+                and not connection.broken
+                and connection.generation == runtime.generation
+            ):
+                return connection
+            self._connection = None
+            if connection is not None:
+                self._discard(connection)
+            # Looked up again on every reconnect: it also brings the module back to this store's
+            # SoftHSM configuration if another store switched it.
+            runtime = self._runtime = load_module(self._module_path, self._settings.softhsm_conf)
+            self._connection = self._connect(runtime)
+            return self._connection
+
+    def _connect(self, runtime: ModuleRuntime) -> TokenConnection:
+        pin = read_pin(self._settings)
+        pin_digest = hashlib.sha256(pin.encode("utf-8")).digest()
+        if pin_digest == self._refused_pin:
+            raise HsmUnavailable(
+                f"token {self._selector.describe()} (module {self._module_path}) refused this PIN before; "
+                "not trying it again, which could lock the token: correct the PIN source"
+            )
+        reinitialized = False
+        while True:
+            seen_generation = runtime.generation
+            failure: p11.PKCS11Error | None = None
+            with runtime.calls():
+                if runtime.initialized and runtime.generation == seen_generation:
+                    try:
+                        return TokenConnection.open(
+                            runtime, seen_generation, self._selector, pin, self._settings.worker_threads
+                        )
+                    except p11.PKCS11Error as exc:
+                        failure = exc
+            if failure is not None:
+                if reinitialized or not connection_lost(failure):
+                    raise self._connect_failure(failure, pin_digest) from failure
+                reinitialized = True
+            elif runtime.initialized:
+                continue  # another thread re-initialised the module meanwhile; use the new generation
+            # SoftHSM keeps a token that vanished invalid, and does not see a token created
+            # since it started, until the module is initialised again.
+            runtime.reinitialize(seen_generation=seen_generation, softhsm_conf=self._settings.softhsm_conf)
+
+    def _connect_failure(self, exc: p11.PKCS11Error, pin_digest: bytes) -> HsmError:
+        token = f"token {self._selector.describe()}"
+        module = f"PKCS#11 module {self._module_path}"
+        if isinstance(exc, p11.NoSuchToken):
+            return HsmUnavailable(f"{token} not found in {module} ({describe(exc)})")
+        if isinstance(exc, LOGIN_REFUSED):
+            if isinstance(exc, p11.PinIncorrect | p11.PinLocked | p11.PinExpired | p11.PinInvalid):
+                self._refused_pin = pin_digest
+            reason = "wrong PIN" if isinstance(exc, p11.PinIncorrect) else "login refused"
+            return HsmUnavailable(f"login to {token} in {module} failed: {reason} ({describe(exc)})")
+        if connection_lost(exc):
+            return HsmUnavailable(f"{token} in {module} is unavailable ({describe(exc)})")
+        return HsmError(f"opening {token} in {module} failed ({describe(exc)})")
+
+    def _discard(self, connection: TokenConnection) -> None:
+        """Close a connection's sessions if they still belong to the running module generation.
+
+        After a re-initialisation the old handle numbers may name another store's new sessions,
+        so those are dropped without a call.
+        """
+        runtime = connection.runtime
+        with runtime.calls():
+            if runtime.initialized and connection.generation == runtime.generation:
+                connection.close()
+
+    def __repr__(self) -> str:
+        return f"<KeyStore module={self._module_path} token={self._selector.describe()}>"

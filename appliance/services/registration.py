@@ -1,0 +1,258 @@
+"""Register a POS device: pending row -> key in the token -> CSR signed in the token -> ZATCA -> active.
+
+The order is what keeps the registry and the token consistent through every failure:
+the pending row exists before the key, so a crash at any later point leaves a row that the
+reconciler (appliance.services.reconcile) can resolve. Every outcome in which we do not hold
+ZATCA's credentials ends with the key destroyed and the row `failed`: without the `secret`
+from ZATCA's answer a certificate is useless to us, so an unknown outcome (timeout) is a
+failure the POS retries with a fresh OTP.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import anyio
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from appliance.config import AppConfig
+from appliance.domain import DeviceStatus, Environment, InvoiceFormat
+from appliance.errors import (
+    ApplianceError,
+    Conflict,
+    HsmError,
+    ZatcaRejected,
+    ZatcaTimeout,
+    ZatcaUnavailable,
+)
+from appliance.hsm import AsyncKeyStore, KeyPolicy
+from appliance.metrics import Metrics
+from appliance.storage import ActivationData, DeviceRecord, DeviceRegistry
+from appliance.x509.csr import build_zatca_csr, csr_to_pem
+from appliance.x509.fields import CsrFields, egs_serial_number
+from appliance.services.requests import RegistrationRequest
+from appliance.zatca import CsidResponse, ZatcaClient
+
+log = logging.getLogger("appliance.registration")
+
+DEVICE_KEY_LABEL_PREFIX = "zatca-device-"
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrationResult:
+    device_id: str
+    csid: str
+    csr_pem: str
+    private_key_pem: str | None
+    secret: str
+    invoice_type: str
+
+    def __repr__(self) -> str:
+        return f"RegistrationResult(device_id={self.device_id})"
+
+
+class CertificateMismatch(ZatcaUnavailable):
+    """ZATCA answered 200 with a certificate that is not for the key we sent."""
+
+    code = "ZATCA-Certificate-Mismatch"
+
+
+class RegistrationService:
+    def __init__(
+        self,
+        config: AppConfig,
+        keys: AsyncKeyStore,
+        registry: DeviceRegistry,
+        zatca: ZatcaClient,
+        metrics: Metrics,
+    ) -> None:
+        self._config = config
+        self._keys = keys
+        self._registry = registry
+        self._zatca = zatca
+        self._metrics = metrics
+
+    async def register(self, request: RegistrationRequest, actor: str | None) -> RegistrationResult:
+        outcome = "error"
+        try:
+            result = await self._register(request, actor)
+            outcome = "success"
+            return result
+        except ApplianceError as exc:
+            outcome = _outcome_label(exc)
+            raise
+        finally:
+            self._metrics.registrations.labels(
+                environment=str(request.environment), format=str(request.invoice_format), outcome=outcome
+            ).inc()
+
+    async def _register(self, request: RegistrationRequest, actor: str | None) -> RegistrationResult:
+        device_id = uuid.uuid4()
+        record = self._pending_record(request, device_id, actor)
+        await self._registry.create_pending(record)
+        log.info(
+            "registration started",
+            extra={"device_id": record.device_id, "environment": str(request.environment)},
+        )
+        # Once the row is pending, finish the bookkeeping even if the caller goes away or the
+        # service is asked to stop: a half-done registration is exactly what must not happen.
+        with anyio.CancelScope(shield=True):
+            result = await self._complete(request, record, device_id)
+        return result
+
+    async def _complete(
+        self, request: RegistrationRequest, record: DeviceRecord, device_id: uuid.UUID
+    ) -> RegistrationResult:
+        policy = KeyPolicy.EXPORTABLE if request.invoice_format.key_leaves_token else KeyPolicy.SEALED
+        try:
+            public_key_der = await self._keys.generate_device_key(device_id, policy, record.key_label)
+            self._metrics.token_device_keys.inc()
+            csr_pem = await self._build_csr(request, record, device_id, public_key_der)
+            private_key_pem = (
+                await self._keys.export_private_key(device_id)
+                if request.invoice_format.key_leaves_token
+                else None
+            )
+            csid = await self._zatca.request_compliance_csid(
+                request.environment, csr_pem, self._otp_for(request)
+            )
+            _require_certificate_for_key(csid, public_key_der)
+        except BaseException as exc:
+            await self._abandon(record, device_id, exc)
+            raise
+
+        secret_ciphertext = await self._keys.encrypt_secret(csid.secret.encode())
+        certificate = x509.load_der_x509_certificate(csid.certificate_der)
+        await self._registry.mark_active(
+            record.device_id,
+            ActivationData(
+                csr_pem=csr_pem,
+                request_id=csid.request_id,
+                binary_security_token=csid.binary_security_token,
+                secret_ciphertext=secret_ciphertext,
+                certificate_serial=format(certificate.serial_number, "x"),
+                certificate_not_before=certificate.not_valid_before_utc,
+                certificate_not_after=certificate.not_valid_after_utc,
+            ),
+        )
+        log.info("registration succeeded", extra={"device_id": record.device_id})
+        return RegistrationResult(
+            device_id=record.device_id,
+            csid=csid.binary_security_token,
+            csr_pem=csr_pem,
+            private_key_pem=private_key_pem,
+            secret=csid.secret,
+            invoice_type=request.invoice_type,
+        )
+
+    async def _build_csr(
+        self,
+        request: RegistrationRequest,
+        record: DeviceRecord,
+        device_id: uuid.UUID,
+        public_key_der: bytes,
+    ) -> str:
+        fields = CsrFields(
+            environment=request.environment,
+            common_name=record.common_name,
+            serial_number=record.serial_number,
+            vat=request.vat,
+            organization_name=request.organization_name,
+            organization_unit=request.organization_unit,
+            country=request.country,
+            invoice_type=request.invoice_type,
+            location=request.location,
+            industry=request.industry,
+        )
+        # The ASN.1 work is CPU-bound and the signature is a token call: both stay off the loop.
+        store = self._keys.store
+
+        def build() -> bytes:
+            return build_zatca_csr(fields, public_key_der, lambda digest: store.sign_digest(device_id, digest))
+
+        der = await anyio.to_thread.run_sync(build, limiter=self._keys.limiter)
+        return csr_to_pem(der)
+
+    def _otp_for(self, request: RegistrationRequest) -> str:
+        # The developer portal has no real OTPs; any OTP the POS sent stands for its sandbox one.
+        if request.environment is Environment.DEVELOPMENT:
+            return self._config.zatca.sandbox_otp
+        return request.otp
+
+    def _pending_record(
+        self, request: RegistrationRequest, device_id: uuid.UUID, actor: str | None
+    ) -> DeviceRecord:
+        now = datetime.now(UTC)
+        solution = self._config.solution
+        return DeviceRecord(
+            device_id=str(device_id),
+            environment=request.environment,
+            invoice_format=request.invoice_format,
+            status=DeviceStatus.PENDING,
+            vat=request.vat,
+            egs_serial=request.egs_serial,
+            common_name=request.egs_serial,
+            serial_number=egs_serial_number(request.egs_serial, solution.name, solution.version),
+            organization_name=request.organization_name,
+            organization_unit=request.organization_unit,
+            country=request.country,
+            location=request.location,
+            industry=request.industry,
+            invoice_type=request.invoice_type,
+            key_label=f"{DEVICE_KEY_LABEL_PREFIX}{device_id}",
+            key_id_hex=device_id.bytes.hex(),
+            created_at=now,
+            updated_at=now,
+            created_by=actor,
+        )
+
+    async def _abandon(self, record: DeviceRecord, device_id: uuid.UUID, cause: BaseException) -> None:
+        """Destroy the key (if it was made) and mark the row failed. The key goes first so a crash
+        in between leaves a pending row without a key, which the reconciler closes."""
+        code = cause.code if isinstance(cause, ApplianceError) else "Internal-Error"
+        if isinstance(cause, ZatcaRejected) and cause.messages and cause.messages[0].code:
+            code = cause.messages[0].code
+        try:
+            if await self._keys.destroy_device_key(device_id):
+                self._metrics.token_device_keys.dec()
+        except HsmError:
+            # The token is gone, so the key most likely never came to be; if it did, the
+            # reconciler destroys the keys of failed devices once the token is back.
+            log.warning("key not destroyed; left for reconciliation", extra={"device_id": record.device_id})
+        await self._registry.mark_failed(record.device_id, code, _failure_text(cause))
+        log.info("registration failed", extra={"device_id": record.device_id, "code": code})
+
+
+def _require_certificate_for_key(csid: CsidResponse, public_key_der: bytes) -> None:
+    certificate = x509.load_der_x509_certificate(csid.certificate_der)
+    issued_for = certificate.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    if issued_for != public_key_der:
+        raise CertificateMismatch(
+            "/compliance",
+            "bad-response",
+            "the issued certificate is for another public key (SHA-256 "
+            f"{hashlib.sha256(issued_for).hexdigest()[:16]}...), refused",
+        )
+
+
+def _outcome_label(exc: ApplianceError) -> str:
+    for kind, label in (
+        (ZatcaTimeout, "zatca-timeout"),
+        (ZatcaRejected, "zatca-rejected"),
+        (ZatcaUnavailable, "zatca-unavailable"),
+        (HsmError, "hsm-unavailable"),
+        (Conflict, "conflict"),
+    ):
+        if isinstance(exc, kind):
+            return label
+    return "error"
+
+
+def _failure_text(cause: BaseException) -> str:
+    # Exception texts in this code base never carry secrets; cap them for the registry column.
+    return (str(cause) or type(cause).__name__)[:500]

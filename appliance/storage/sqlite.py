@@ -1,0 +1,208 @@
+"""`SqliteRegistry`: devices, API keys and the audit trail in one SQLite file, safe for concurrent callers.
+
+Every call hops to a worker thread (see `Database`); a caller cancelled mid-write waits for
+the write to finish, so the file never holds half of an operation. SQLite failures surface
+as `StorageError`; broken promises of the caller (naive datetimes, a non-pending new record,
+a certificate serial that is not lowercase hex) as `ValueError`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from datetime import datetime
+from functools import partial
+from pathlib import Path
+from types import TracebackType
+
+from appliance.domain import DeviceStatus, Environment
+from appliance.errors import FieldProblem, ValidationFailed
+from appliance.storage import apikeys, audit_sql, devices
+from appliance.storage.audit import ACTOR_CLI, AuditEvent, AuditProblem, AuditRecord, AuditTrail
+from appliance.storage.audit_verify import verify_records
+from appliance.storage.database import Database
+from appliance.storage.models import ActivationData, ApiKeyInfo, DevicePage, DeviceRecord
+from appliance.storage.protocol import ApiKeyStore, DeviceRegistry
+from appliance.storage.sql import timestamp_text, utc_now
+
+Clock = Callable[[], datetime]
+
+
+class SqliteRegistry(DeviceRegistry, ApiKeyStore, AuditTrail):
+    def __init__(self, database: Database, clock: Clock) -> None:
+        self._database = database
+        self._clock = clock
+
+    @classmethod
+    async def open(cls, path: str | Path, *, clock: Clock = utc_now) -> SqliteRegistry:
+        """Create (directory 0700, file 0600) or open the registry and migrate its schema."""
+        return cls(await Database.open(Path(path), timestamp_text(clock())), clock)
+
+    @property
+    def path(self) -> Path:
+        return self._database.path
+
+    async def close(self) -> None:
+        await self._database.close()
+
+    async def __aenter__(self) -> SqliteRegistry:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    # Devices
+
+    async def create_pending(self, record: DeviceRecord) -> None:
+        await self._database.write(partial(devices.insert_pending, record=record))
+
+    async def mark_active(self, device_id: str, data: ActivationData) -> DeviceRecord:
+        return await self._database.write(
+            partial(devices.activate, device_id=device_id, data=data, updated_at=self._clock())
+        )
+
+    async def mark_failed(self, device_id: str, code: str, message: str) -> DeviceRecord:
+        return await self._database.write(
+            partial(devices.fail, device_id=device_id, code=code, message=message, updated_at=self._clock())
+        )
+
+    async def get(self, device_id: str) -> DeviceRecord:
+        return await self._database.read(partial(devices.get, device_id=device_id))
+
+    async def list_devices(
+        self,
+        *,
+        offset: int = 0,
+        limit: int = 50,
+        status: DeviceStatus | None = None,
+        environment: Environment | None = None,
+    ) -> DevicePage:
+        problems = []
+        if offset < 0:
+            problems.append(FieldProblem("offset", "must be 0 or more"))
+        if limit < 1:
+            problems.append(FieldProblem("limit", "must be 1 or more"))
+        if problems:
+            raise ValidationFailed(problems)
+        return await self._database.read(
+            partial(devices.page, offset=offset, limit=limit, status=status, environment=environment)
+        )
+
+    async def list_by_status(self, status: DeviceStatus) -> list[DeviceRecord]:
+        return await self._database.read(partial(devices.with_status, status=status))
+
+    async def count_by_status(self) -> dict[DeviceStatus, int]:
+        return await self._database.read(devices.count_by_status)
+
+    # API keys
+
+    async def create_api_key(self, name: str, *, actor: str = ACTOR_CLI) -> str:
+        apikeys.check_name(name)
+        key = apikeys.new_api_key()
+        await self._insert_api_key(name, key, actor=actor, detail=f"name={name} generated")
+        return key
+
+    async def add_api_key(self, name: str, key: str, *, actor: str = ACTOR_CLI) -> None:
+        """Store a key the operator chose (the development server's `--api-key`).
+
+        `ValidationFailed` for a short key; `Conflict` if the name is active or the key was
+        ever issued before (a revoked key must not come back to life).
+        """
+        apikeys.check_name(name)
+        apikeys.check_chosen_key(key)
+        await self._insert_api_key(name, key, actor=actor, detail=f"name={name} chosen by the operator")
+
+    async def _insert_api_key(self, name: str, key: str, *, actor: str, detail: str) -> None:
+        key_hash = apikeys.hash_api_key(key)
+        created_at = self._clock()
+
+        def insert_and_audit(connection: sqlite3.Connection) -> None:
+            # Two transactions back to back in one hop (apikeys.insert commits its own): nothing
+            # of this process comes between them; only a crash in that instant loses the record.
+            apikeys.insert(connection, name, key_hash, created_at)
+            audit_sql.append(
+                connection,
+                clock=self._clock,
+                actor=actor,
+                event=AuditEvent.APIKEY_CREATED,
+                outcome="succeeded",
+                device_id=None,
+                detail=detail,
+            )
+
+        await self._database.write(insert_and_audit)
+
+    async def authenticate(self, presented: str) -> str | None:
+        presented_hash = apikeys.hash_api_key(presented)
+        match = apikeys.find_match(presented_hash, await self._database.read(apikeys.active_keys))
+        if match is None:
+            return None
+        now = self._clock()
+        if apikeys.needs_touch(match, now):
+            await self._database.write(partial(apikeys.touch, seq=match.seq, used_at=now))
+        return match.name
+
+    async def list_api_keys(self) -> list[ApiKeyInfo]:
+        return await self._database.read(apikeys.all_keys)
+
+    async def revoke_api_key(self, name: str, *, actor: str = ACTOR_CLI) -> bool:
+        revoked_at = self._clock()
+
+        def revoke_and_audit(connection: sqlite3.Connection) -> bool:
+            revoked = apikeys.revoke(connection, name, revoked_at)
+            if revoked:
+                audit_sql.append(
+                    connection,
+                    clock=self._clock,
+                    actor=actor,
+                    event=AuditEvent.APIKEY_REVOKED,
+                    outcome="succeeded",
+                    device_id=None,
+                    detail=f"name={name}",
+                )
+            return revoked
+
+        return await self._database.write(revoke_and_audit)
+
+    # Audit trail
+
+    async def append_audit(
+        self,
+        *,
+        actor: str,
+        event: AuditEvent,
+        outcome: str,
+        device_id: str | None = None,
+        detail: str = "",
+    ) -> AuditRecord:
+        return await self._database.write(
+            partial(
+                audit_sql.append,
+                clock=self._clock,
+                actor=actor,
+                event=event,
+                outcome=outcome,
+                device_id=device_id,
+                detail=detail,
+            )
+        )
+
+    async def audit_records(
+        self, *, device_id: str | None = None, limit: int | None = None
+    ) -> list[AuditRecord]:
+        if limit is not None and limit < 1:
+            raise ValidationFailed([FieldProblem("limit", "must be 1 or more")])
+        return await self._database.read(partial(audit_sql.records, device_id=device_id, limit=limit))
+
+    async def verify_audit(self) -> list[AuditProblem]:
+        return verify_records(await self._database.read(audit_sql.stored_rows))
+
+    async def audit_head(self) -> AuditRecord | None:
+        """The newest record (the one an external anchor should note), None while the trail is empty."""
+        return await self._database.read(audit_sql.head)
+
+    async def find_audit_record(self, record_hash: str) -> AuditRecord | None:
+        """The record with this chain hash, e.g. an anchor noted earlier; None if it is not in the trail."""
+        return await self._database.read(partial(audit_sql.find_by_hash, record_hash_hex=record_hash))
