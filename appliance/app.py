@@ -44,7 +44,10 @@ def create_app(config: AppConfig) -> Litestar:
             report = await reconcile(resources.keys, resources.registry, pending_older_than=timedelta(0))
             log.info(
                 "service ready",
-                extra={"pending_failed": len(report.pending_failed), "keys_destroyed": len(report.keys_destroyed)},
+                extra={
+                    "pending_failed": len(report.pending_failed),
+                    "keys_destroyed": len(report.keys_destroyed),
+                },
             )
             resources.metrics.token_device_keys.set(len(await resources.keys.list_device_keys()))
             app.state.resources = resources

@@ -33,7 +33,9 @@ class DeviceStatus(enum.StrEnum):
 # ZATCA's `title` is four 0/1 flags in the order T (standard), S (simplified), C, Z (C and Z reserved).
 InvoiceTypeName = Literal["Standard", "Simplified", "Both"]
 INVOICE_TYPE_BY_NAME: dict[InvoiceTypeName, str] = {"Standard": "1000", "Simplified": "0100", "Both": "1100"}
-INVOICE_TYPE_NAME_BY_CODE: dict[str, InvoiceTypeName] = {code: name for name, code in INVOICE_TYPE_BY_NAME.items()}
+INVOICE_TYPE_NAME_BY_CODE: dict[str, InvoiceTypeName] = {
+    code: name for name, code in INVOICE_TYPE_BY_NAME.items()
+}
 
 # The certificate template ZATCA's CA accepts in each environment (zatca-protocol.md 5.3).
 CERTIFICATE_TEMPLATE: dict[Environment, str] = {

@@ -6,6 +6,7 @@ import uuid
 from typing import Annotated, Any
 
 from litestar import Controller, Request, get, post
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 
 from appliance.api.auth import require_api_key
@@ -22,7 +23,6 @@ from appliance.app_state import Resources
 from appliance.domain import INVOICE_TYPE_NAME_BY_CODE, DeviceStatus, Environment
 from appliance.errors import NotFound
 from appliance.storage import DeviceRecord
-from litestar.openapi.datastructures import ResponseSpec
 
 _ERRORS = {
     code: ResponseSpec(data_container=ErrorBody, description=text)

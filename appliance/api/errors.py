@@ -83,8 +83,12 @@ _STATUS_BY_BASE: tuple[tuple[type[ApplianceError], int], ...] = (
 )
 
 
-def _render(status: int, items: list[ErrorItem], headers: dict[str, str] | None = None) -> Response[ErrorBody]:
-    return Response(ErrorBody(errorList=items), status_code=status, media_type=MediaType.JSON, headers=headers)
+def _render(
+    status: int, items: list[ErrorItem], headers: dict[str, str] | None = None
+) -> Response[ErrorBody]:
+    return Response(
+        ErrorBody(errorList=items), status_code=status, media_type=MediaType.JSON, headers=headers
+    )
 
 
 def handle_appliance_error(request: Request[Any, Any, Any], exc: ApplianceError) -> Response[ErrorBody]:
@@ -93,7 +97,9 @@ def handle_appliance_error(request: Request[Any, Any, Any], exc: ApplianceError)
         "request refused",
         extra={"status": status, "codes": [item.code for item in items], "path": request.url.path},
     )
-    headers = {"WWW-Authenticate": 'Bearer realm="zatca-appliance"'} if status == HTTP_401_UNAUTHORIZED else None
+    headers = (
+        {"WWW-Authenticate": 'Bearer realm="zatca-appliance"'} if status == HTTP_401_UNAUTHORIZED else None
+    )
     return _render(status, items, headers)
 
 

@@ -37,7 +37,9 @@ def _to_schema(node: dict[str, Any], definitions: dict[str, Any]) -> Schema:
     if "type" in node:
         kwargs["type"] = OpenAPIType(node["type"])
     if "properties" in node:
-        kwargs["properties"] = {name: _to_schema(sub, definitions) for name, sub in node["properties"].items()}
+        kwargs["properties"] = {
+            name: _to_schema(sub, definitions) for name, sub in node["properties"].items()
+        }
     if "anyOf" in node:
         kwargs["any_of"] = [_to_schema(sub, definitions) for sub in node["anyOf"]]
     if "items" in node:

@@ -76,7 +76,11 @@ def decode_register_request(body: bytes, solution: SolutionSettings) -> Registra
     environment = _enum_value(top, "Environment", Environment, problems)
     invoice_format = _enum_value(top, "InvoiceFormat", InvoiceFormat, problems)
     otp = _string(top, "OTP", problems)
-    if environment not in (None, Environment.DEVELOPMENT) and otp is not None and not _SIX_DIGITS.fullmatch(otp):
+    if (
+        environment not in (None, Environment.DEVELOPMENT)
+        and otp is not None
+        and not _SIX_DIGITS.fullmatch(otp)
+    ):
         problems.append(FieldProblem("OTP", f"must be the 6-digit OTP from the {environment} portal"))
 
     strings = {
@@ -88,7 +92,9 @@ def decode_register_request(body: bytes, solution: SolutionSettings) -> Registra
         for name in names
     }
     invoice_type_text = strings["Device.InvoiceType"]
-    invoice_type = _DEFAULT_INVOICE_TYPE if invoice_type_text is None else parse_invoice_type(invoice_type_text)
+    invoice_type = (
+        _DEFAULT_INVOICE_TYPE if invoice_type_text is None else parse_invoice_type(invoice_type_text)
+    )
     if invoice_type is None:
         problems.append(
             FieldProblem(
@@ -150,7 +156,9 @@ def _canonical_keys(
             problems.append(FieldProblem(f"{prefix}{key}", "unknown field", "Unknown-Field"))
         elif canonical in result:
             problems.append(
-                FieldProblem(f"{prefix}{canonical}", "given more than once (names ignore case)", "Duplicate-Field")
+                FieldProblem(
+                    f"{prefix}{canonical}", "given more than once (names ignore case)", "Duplicate-Field"
+                )
             )
         else:
             result[canonical] = value
@@ -169,7 +177,9 @@ def _section(
     return _canonical_keys(value, names, f"{name}.", problems)
 
 
-def _require(section: Mapping[str, Any], names: tuple[str, ...], prefix: str, problems: list[FieldProblem]) -> None:
+def _require(
+    section: Mapping[str, Any], names: tuple[str, ...], prefix: str, problems: list[FieldProblem]
+) -> None:
     for name in names:
         if section.get(name) is None:
             problems.append(FieldProblem(f"{prefix}{name}", "is required", "Missing-Field"))
@@ -182,7 +192,9 @@ def _string(
     if value is None:
         return None
     if not isinstance(value, str):
-        problems.append(FieldProblem(f"{prefix}.{name}" if prefix else name, "must be a string", "Invalid-Type"))
+        problems.append(
+            FieldProblem(f"{prefix}.{name}" if prefix else name, "must be a string", "Invalid-Type")
+        )
         return None
     return value
 

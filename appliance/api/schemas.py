@@ -29,7 +29,7 @@ class RegisterDeviceResponse(msgspec.Struct):
 
     deviceId: str  # noqa: N815
     csid: str
-    CSR: str  # noqa: N815
+    CSR: str
     privateKey: str | None  # noqa: N815
     secret: str
     invoiceType: InvoiceTypeName  # noqa: N815

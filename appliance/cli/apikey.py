@@ -11,7 +11,7 @@ import anyio
 
 from appliance.cli.common import add_config_option, config_from_args
 from appliance.config import AppConfig
-from appliance.storage import SqliteRegistry
+from appliance.storage import ACTOR_SYSTEM, SqliteRegistry
 
 
 def register(commands: argparse._SubParsersAction[Any]) -> None:
@@ -78,25 +78,25 @@ def _revoke(args: argparse.Namespace) -> int:
 
 def ensure_api_key(config: AppConfig, name: str, wanted: str | None, remember_in: Path) -> str:
     """The development key: the one asked for, else the one made earlier, else a new one."""
+    remembered = remember_in.read_text(encoding="utf-8").strip() if remember_in.exists() else None
 
-    async def ensure() -> str:
+    async def ensure() -> tuple[str, bool]:
         registry = await _open(config)
         try:
             if wanted is not None:
                 if await registry.authenticate(wanted) is None:
-                    await registry.add_api_key(f"{name}-given", wanted)
-                return wanted
-            if remember_in.exists():
-                remembered = remember_in.read_text(encoding="utf-8").strip()
-                if await registry.authenticate(remembered) is not None:
-                    return remembered
-                await registry.revoke_api_key(name)
-            created = await registry.create_api_key(name)
-            fd = os.open(remember_in, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(created + "\n")
-            return created
+                    await registry.add_api_key(f"{name}-given", wanted, actor=ACTOR_SYSTEM)
+                return wanted, False
+            if remembered and await registry.authenticate(remembered) is not None:
+                return remembered, False
+            await registry.revoke_api_key(name, actor=ACTOR_SYSTEM)
+            return await registry.create_api_key(name, actor=ACTOR_SYSTEM), True
         finally:
             await registry.close()
 
-    return anyio.run(ensure)
+    key, created = anyio.run(ensure)
+    if created:
+        fd = os.open(remember_in, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(key + "\n")
+    return key

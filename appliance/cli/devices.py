@@ -40,7 +40,7 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         type=float,
         default=DEFAULT_PENDING_AGE,
         metavar="SECONDS",
-        help=f"treat pending registrations older than this as interrupted (default {DEFAULT_PENDING_AGE:.0f})",
+        help=f"pending registrations older than this are interrupted (default {DEFAULT_PENDING_AGE:.0f})",
     )
     add_config_option(reconcile)
     reconcile.set_defaults(handler=_reconcile)
@@ -57,11 +57,15 @@ def _list(args: argparse.Namespace) -> int:
             )
         finally:
             await registry.close()
-        print("DEVICE ID                             STATUS   ENVIRONMENT  FORMAT  VAT              EGS SERIAL"
-              "            CKA_ID                            LABEL")
+        print(
+            "DEVICE ID                             STATUS   ENVIRONMENT  FORMAT  VAT              EGS SERIAL"
+            "            CKA_ID                            LABEL"
+        )
         for r in page.items:
-            print(f"{r.device_id}  {r.status:<7}  {r.environment:<11}  {r.invoice_format:<6}  {r.vat}  "
-                  f"{r.egs_serial:<20}  {r.key_id_hex}  {r.key_label}")
+            print(
+                f"{r.device_id}  {r.status:<7}  {r.environment:<11}  {r.invoice_format:<6}  {r.vat}  "
+                f"{r.egs_serial:<20}  {r.key_id_hex}  {r.key_label}"
+            )
         print(f"({len(page.items)} of {page.total})")
 
     anyio.run(listing)
@@ -87,7 +91,10 @@ def _describe(r: DeviceRecord) -> list[tuple[str, object]]:
         ("device id", r.device_id),
         ("status", r.status),
         ("environment", r.environment),
-        ("invoice format", f"{r.invoice_format} (key {'exported once' if r.invoice_format.key_leaves_token else 'sealed'})"),
+        (
+            "invoice format",
+            f"{r.invoice_format} (key {'exported once' if r.invoice_format.key_leaves_token else 'sealed'})",
+        ),
         ("invoice type", r.invoice_type),
         ("VAT", r.vat),
         ("organization", f"{r.organization_name} / {r.organization_unit} / {r.country}"),
@@ -98,7 +105,10 @@ def _describe(r: DeviceRecord) -> list[tuple[str, object]]:
         ("key CKA_LABEL", r.key_label),
         ("ZATCA request id", r.request_id or "-"),
         ("certificate serial", r.certificate_serial or "-"),
-        ("certificate valid", f"{r.certificate_not_before} .. {r.certificate_not_after}" if r.certificate_not_after else "-"),
+        (
+            "certificate valid",
+            f"{r.certificate_not_before} .. {r.certificate_not_after}" if r.certificate_not_after else "-",
+        ),
         ("created", f"{r.created_at} by {r.created_by or '-'}"),
         ("updated", r.updated_at),
         ("failure", f"{r.failure_code}: {r.failure_message}" if r.failure_code else "-"),
@@ -116,7 +126,10 @@ def _reconcile(args: argparse.Namespace) -> int:
         registry = await SqliteRegistry.open(config.storage.registry_path)
         try:
             report = await reconcile(
-                AsyncKeyStore(store), registry, pending_older_than=timedelta(seconds=args.older_than)
+                AsyncKeyStore(store),
+                registry,
+                pending_older_than=timedelta(seconds=args.older_than),
+                actor="cli",
             )
         finally:
             await registry.close()

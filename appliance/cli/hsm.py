@@ -119,13 +119,13 @@ def _check(args: argparse.Namespace) -> int:
     settings = hsm_settings_from_args(args)
     try:
         store = KeyStore.open(settings)
+        try:
+            report = store.check()
+        finally:
+            store.close()
     except HsmError as exc:
         print(f"token check failed: {exc}", file=sys.stderr)
         return 1
-    try:
-        report = store.check()
-    finally:
-        store.close()
     lines = (
         ("module", report.module),
         ("token", report.token_label),

@@ -170,16 +170,23 @@ class TokenConnection:
         whose files vanished with an empty result, not an error, and a logged-out process sees
         no private objects.
         """
+        self.ensure_present()
         try:
-            with self.anchor.lock:
-                logged_in = self.runtime.raw.session_logged_in(self.anchor.session.handle)
-            self.token.slot.get_token()
+            logged_in = self.is_logged_in()
         except p11.PKCS11Error as exc:
             self.broken = True
             raise HsmUnavailable(f"{self.where()} is unavailable ({describe(exc)})") from exc
         if not logged_in:
             self.broken = True
             raise HsmUnavailable(f"{self.where()}: this process is no longer logged in (UserNotLoggedIn)")
+
+    def ensure_present(self) -> None:
+        """C_GetTokenInfo: SoftHSM fails it once the token's files are gone."""
+        try:
+            self.token.slot.get_token()
+        except p11.PKCS11Error as exc:
+            self.broken = True
+            raise HsmUnavailable(f"{self.where()} is unavailable ({describe(exc)})") from exc
 
     def is_logged_in(self) -> bool:
         with self.anchor.lock:

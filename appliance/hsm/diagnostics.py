@@ -87,10 +87,14 @@ def _verify(spki: bytes, raw_signature: bytes) -> None:
 
 def check(connection: TokenConnection) -> TokenCheck:
     """What the appliance needs from the token, each item tried or looked up."""
+    # The mechanism list is cached and session keys live in memory: neither notices a token
+    # that has gone, so ask the token first.
+    connection.ensure_present()
     mechanisms = connection.mechanisms
     problems: list[str] = []
     logged_in = connection.is_logged_in()
     if not logged_in:
+        connection.broken = True  # the next call logs in again
         problems.append("the process is not logged in to the token")
     ecdsa = Mechanism.ECDSA in mechanisms
     if not ecdsa:

@@ -21,7 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from appliance.config import AppConfig
-from appliance.domain import DeviceStatus, Environment, InvoiceFormat
+from appliance.domain import DeviceStatus, Environment
 from appliance.errors import (
     ApplianceError,
     Conflict,
@@ -32,10 +32,10 @@ from appliance.errors import (
 )
 from appliance.hsm import AsyncKeyStore, KeyPolicy
 from appliance.metrics import Metrics
-from appliance.storage import ActivationData, DeviceRecord, DeviceRegistry
+from appliance.services.requests import RegistrationRequest
+from appliance.storage import ActivationData, AuditedDeviceRegistry, AuditEvent, DeviceRecord, api_key_actor
 from appliance.x509.csr import build_zatca_csr, csr_to_pem
 from appliance.x509.fields import CsrFields, egs_serial_number
-from appliance.services.requests import RegistrationRequest
 from appliance.zatca import CsidResponse, ZatcaClient
 
 log = logging.getLogger("appliance.registration")
@@ -67,7 +67,7 @@ class RegistrationService:
         self,
         config: AppConfig,
         keys: AsyncKeyStore,
-        registry: DeviceRegistry,
+        registry: AuditedDeviceRegistry,
         zatca: ZatcaClient,
         metrics: Metrics,
     ) -> None:
@@ -81,11 +81,12 @@ class RegistrationService:
         outcome = "error"
         try:
             result = await self._register(request, actor)
-            outcome = "success"
-            return result
         except ApplianceError as exc:
             outcome = _outcome_label(exc)
             raise
+        else:
+            outcome = "success"
+            return result
         finally:
             self._metrics.registrations.labels(
                 environment=str(request.environment), format=str(request.invoice_format), outcome=outcome
@@ -103,7 +104,9 @@ class RegistrationService:
         # service is asked to stop: a half-done registration is exactly what must not happen.
         with anyio.CancelScope(shield=True):
             result = await self._complete(request, record, device_id)
-        return result
+        # Returned outside the scope: a cancel scope may swallow exceptions, so mypy (rightly)
+        # does not treat a `return` inside it as the only way out.
+        return result  # noqa: RET504
 
     async def _complete(
         self, request: RegistrationRequest, record: DeviceRecord, device_id: uuid.UUID
@@ -112,12 +115,12 @@ class RegistrationService:
         try:
             public_key_der = await self._keys.generate_device_key(device_id, policy, record.key_label)
             self._metrics.token_device_keys.inc()
+            await self._audit(record, AuditEvent.KEY_GENERATED, "ok", f"policy={policy}")
             csr_pem = await self._build_csr(request, record, device_id, public_key_der)
-            private_key_pem = (
-                await self._keys.export_private_key(device_id)
-                if request.invoice_format.key_leaves_token
-                else None
-            )
+            private_key_pem = None
+            if request.invoice_format.key_leaves_token:
+                private_key_pem = await self._keys.export_private_key(device_id)
+                await self._audit(record, AuditEvent.KEY_EXPORTED, "ok", "wrapped in the token, sent once")
             csid = await self._zatca.request_compliance_csid(
                 request.environment, csr_pem, self._otp_for(request)
             )
@@ -140,6 +143,7 @@ class RegistrationService:
                 certificate_not_after=certificate.not_valid_after_utc,
             ),
         )
+        await self._audit(record, AuditEvent.REGISTRATION_SUCCEEDED, "ok", f"request_id={csid.request_id}")
         log.info("registration succeeded", extra={"device_id": record.device_id})
         return RegistrationResult(
             device_id=record.device_id,
@@ -173,7 +177,9 @@ class RegistrationService:
         store = self._keys.store
 
         def build() -> bytes:
-            return build_zatca_csr(fields, public_key_der, lambda digest: store.sign_digest(device_id, digest))
+            return build_zatca_csr(
+                fields, public_key_der, lambda digest: store.sign_digest(device_id, digest)
+            )
 
         der = await anyio.to_thread.run_sync(build, limiter=self._keys.limiter)
         return csr_to_pem(der)
@@ -220,12 +226,21 @@ class RegistrationService:
         try:
             if await self._keys.destroy_device_key(device_id):
                 self._metrics.token_device_keys.dec()
+                await self._audit(record, AuditEvent.KEY_DESTROYED, "ok", f"registration failed: {code}")
         except HsmError:
             # The token is gone, so the key most likely never came to be; if it did, the
             # reconciler destroys the keys of failed devices once the token is back.
             log.warning("key not destroyed; left for reconciliation", extra={"device_id": record.device_id})
         await self._registry.mark_failed(record.device_id, code, _failure_text(cause))
+        await self._audit(record, AuditEvent.REGISTRATION_FAILED, "failed", code)
         log.info("registration failed", extra={"device_id": record.device_id, "code": code})
+
+    async def _audit(self, record: DeviceRecord, event: AuditEvent, outcome: str, detail: str) -> None:
+        actor = api_key_actor(record.created_by) if record.created_by else "system"
+        await self._registry.append_audit(
+            actor=actor, event=event, outcome=outcome, device_id=record.device_id, detail=detail
+        )
+        self._metrics.audit_records.labels(event=str(event)).inc()
 
 
 def _require_certificate_for_key(csid: CsidResponse, public_key_der: bytes) -> None:

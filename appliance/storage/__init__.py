@@ -17,7 +17,7 @@ from appliance.storage.models import (
     DeviceRecord,
     certificate_serial_text,
 )
-from appliance.storage.protocol import ApiKeyStore, DeviceRegistry
+from appliance.storage.protocol import ApiKeyStore, AuditedDeviceRegistry, DeviceRegistry
 from appliance.storage.sqlite import SqliteRegistry
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "AuditProblem",
     "AuditRecord",
     "AuditTrail",
+    "AuditedDeviceRegistry",
     "DevicePage",
     "DeviceRecord",
     "DeviceRegistry",

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from appliance.domain import DeviceStatus, Environment
+from appliance.storage.audit import AuditTrail
 from appliance.storage.models import ActivationData, ApiKeyInfo, DevicePage, DeviceRecord
 
 
@@ -70,3 +71,7 @@ class ApiKeyStore(Protocol):
     async def revoke_api_key(self, name: str) -> bool:
         """Revoke the active key with this name; False if there is none."""
         ...
+
+
+class AuditedDeviceRegistry(DeviceRegistry, AuditTrail, Protocol):
+    """What the registration and reconciliation services need: devices plus the audit trail."""
