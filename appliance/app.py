@@ -64,6 +64,8 @@ def create_app(config: AppConfig) -> Litestar:
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[request_context_middleware],
         request_max_body_size=config.server.max_body_bytes,
+        # Logging is configured once by the process (appliance.logs), not by the framework.
+        logging_config=None,
         openapi_config=OpenAPIConfig(
             title="ZATCA signing appliance",
             version=__version__,

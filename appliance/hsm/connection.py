@@ -101,7 +101,6 @@ class TokenConnection:
             for _ in range(worker_count):
                 opened.append(token.open(rw=True))
         except BaseException:
-            _close_quietly(reversed(opened))
             raise
         sessions = [PooledSession(session) for session in opened]
         return cls(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -34,7 +35,21 @@ def register(service: RunningService, emulator: Any, **overrides: Any) -> httpx.
     if environment != "Development" and "otp" not in overrides:
         body["OTP"] = emulator.mint_otp(environment, body["Organization"]["Vat"])
     with service.client() as client:
-        return client.post("/v1/Devices/Register", json=body)
+        return post_registration(service, client, body)
+
+
+def post_registration(service: RunningService, client: httpx.Client, body: dict[str, Any]) -> httpx.Response:
+    """Register, and note every secret that went over the wire for the log scan at the end."""
+    response = client.post("/v1/Devices/Register", json=body)
+    service.remember_otp(body.get("OTP"))
+    if response.status_code == 200:
+        answer = response.json()
+        csr_lines = [line for line in answer["CSR"].splitlines() if not line.startswith("-----")]
+        key_lines = [
+            line for line in (answer["privateKey"] or "").splitlines() if not line.startswith("-----")
+        ]
+        service.remember(answer["secret"], answer["csid"], *csr_lines, *key_lines)
+    return response
 
 
 def assert_token_matches_registry(service: RunningService, softhsm: Any) -> None:
@@ -106,7 +121,7 @@ def test_lower_camel_case_field_names_register_too(service: RunningService, emul
         "invoiceFormat": body["InvoiceFormat"],
     }
     with service.client() as client:
-        response = client.post("/v1/Devices/Register", json=camel)
+        response = post_registration(service, client, camel)
     assert response.status_code == 200, response.text
 
 
@@ -217,7 +232,7 @@ def test_32_parallel_registrations_all_succeed(service: RunningService, emulator
 
     def post(body: dict[str, Any]) -> httpx.Response:
         with service.client() as client:
-            return client.post("/v1/Devices/Register", json=body)
+            return post_registration(service, client, body)
 
     with ThreadPoolExecutor(max_workers=32) as pool:
         responses = list(pool.map(post, bodies))
@@ -250,3 +265,17 @@ def test_openapi_document_describes_the_api(service: RunningService) -> None:
     assert "Vat" in body_schema["properties"]["Organization"]["properties"]
     assert set(register_op["responses"]) >= {"200", "400", "401", "409", "502", "503", "504"}
     assert httpx.get(f"{service.base_url}/schema/swagger").status_code == 200
+
+
+def test_no_secret_reached_any_log(service: RunningService, emulator: Any) -> None:
+    """Runs after the suite above: every OTP, secret, csid, CSR line and key line it handled is
+    looked for in the service's and the emulator's complete log output."""
+    assert len(service.secrets_seen) > 100, "the suite above should have handled many secrets"
+    logs = service.log_path.read_text(encoding="utf-8") + emulator.log_text()
+    assert '"msg": "request"' in logs, "the service log should hold the access log"
+    leaked = [secret for secret in set(service.secrets_seen) if secret in logs]
+    # OTPs are six digits: only a standalone six-digit run counts, not a piece of a timestamp.
+    leaked += [
+        otp for otp in set(service.otps_seen) if re.search(rf"(?<![0-9]){re.escape(otp)}(?![0-9])", logs)
+    ]
+    assert leaked == []
