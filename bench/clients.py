@@ -60,7 +60,9 @@ class Outcomes:
 def register_sequentially(base_url: str, api_key: str, count: int, invoice_format: str = "Model") -> Outcomes:
     """`count` registrations one after another over one keep-alive connection."""
     outcomes = Outcomes()
-    with httpx.Client(base_url=base_url, headers=auth_headers(api_key), timeout=REQUEST_TIMEOUT_SECONDS) as client:
+    with httpx.Client(
+        base_url=base_url, headers=auth_headers(api_key), timeout=REQUEST_TIMEOUT_SECONDS
+    ) as client:
         for _ in range(count):
             body = registration_body(invoice_format)
             started = time.perf_counter()
@@ -129,7 +131,9 @@ async def _load(base_url: str, api_key: str, clients: int, total: int) -> LoadRe
 def get_devices(base_url: str, api_key: str, device_ids: list[str], count: int) -> list[float]:
     """Latencies of `GET /v1/Devices/{id}`, cycling through `device_ids`."""
     latencies: list[float] = []
-    with httpx.Client(base_url=base_url, headers=auth_headers(api_key), timeout=REQUEST_TIMEOUT_SECONDS) as client:
+    with httpx.Client(
+        base_url=base_url, headers=auth_headers(api_key), timeout=REQUEST_TIMEOUT_SECONDS
+    ) as client:
         for device_id in itertools.islice(itertools.cycle(device_ids), count):
             started = time.perf_counter()
             response = client.get(f"/v1/Devices/{device_id}")

@@ -20,7 +20,6 @@ import anyio
 from appliance.domain import DeviceStatus, Environment, InvoiceFormat
 from appliance.storage import ActivationData, DeviceRecord, SqliteRegistry
 from appliance.x509.fields import egs_serial_number
-
 from bench.clients import VAT
 
 DEVICE_KEY_LABEL_PREFIX = "zatca-device-"

@@ -44,7 +44,7 @@ def free_port() -> int:
 
 def _launch(arguments: list[str], log_path: Path) -> subprocess.Popen[bytes]:
     with log_path.open("ab") as log:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen(
+        return subprocess.Popen(  # noqa: S603 - this interpreter, our own CLI, no shell
             [sys.executable, "-m", "appliance.cli", *arguments],
             cwd=REPOSITORY_ROOT,
             stdin=subprocess.DEVNULL,

@@ -28,7 +28,6 @@ import msgspec
 
 from appliance.config import HsmSettings
 from appliance.hsm import KeyPolicy, KeyStore, read_pin
-
 from bench.fleet import device_label
 from bench.stats import Summary, time_each, timed
 
@@ -89,7 +88,9 @@ def probe(settings: HsmSettings, existing: list[uuid.UUID], signs: int, keygens:
         new_ids = [uuid.uuid4() for _ in range(keygens)]
         generated = time_each(
             keygens,
-            lambda index: store.generate_device_key(new_ids[index], KeyPolicy.SEALED, device_label(new_ids[index])),
+            lambda index: store.generate_device_key(
+                new_ids[index], KeyPolicy.SEALED, device_label(new_ids[index])
+            ),
         )
         destroyed = time_each(keygens, lambda index: store.destroy_device_key(new_ids[index]))
     finally:

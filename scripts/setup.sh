@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(softhsm2 opensc openssl python3-venv ca-certificates)
+# systemd provides systemd-analyze (the unit's tests); minimal images lack it.
+packages=(softhsm2 opensc openssl python3-venv ca-certificates systemd)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -59,12 +59,8 @@ def status_and_items(exc: ApplianceError) -> tuple[int, list[ErrorItem]]:
     )
     item = ErrorItem(code=exc.code, message=str(exc), source="Appliance")
     if isinstance(exc, Conflict):
-        item = ErrorItem(
-            code=exc.code,
-            message=f"{exc} (deviceId {exc.existing_device_id})",
-            field="deviceId",
-            source="Appliance",
-        )
+        # The message names the existing deviceId (storage phrases it so).
+        item = ErrorItem(code=exc.code, message=str(exc), source="Appliance")
     return status, [item]
 
 

@@ -47,6 +47,13 @@ class TokenSelector:
 class PooledSession:
     session: Any  # pkcs11 Session
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Set (under `lock`) once the session is closed; a late lease then fails cleanly instead of
+    # starting an operation on a dead handle (python-pkcs11 then also complains from __del__).
+    closed: bool = False
+
+    def ensure_open(self) -> None:
+        if self.closed:
+            raise p11.SessionClosed("the session was closed when its connection was dropped")
 
 
 @dataclass(eq=False, slots=True)
@@ -77,6 +84,8 @@ class TokenConnection:
         self.workers = workers
         # Set by whoever sees the token or its sessions fail; the next call reconnects.
         self.broken = False
+        # Set after the first operation that succeeded on this connection.
+        self.proven = False
         self.probe_public_key: bytes | None = None
         self._cache: dict[bytes, CachedKey] = {}
         self._cache_lock = threading.Lock()
@@ -101,6 +110,7 @@ class TokenConnection:
             for _ in range(worker_count):
                 opened.append(token.open(rw=True))
         except BaseException:
+            _close_quietly(reversed(opened))
             raise
         sessions = [PooledSession(session) for session in opened]
         return cls(
@@ -129,6 +139,7 @@ class TokenConnection:
         else:
             chosen = self._take_free_worker() or self._wait_for_worker()
         try:
+            chosen.ensure_open()
             yield chosen
         finally:
             chosen.lock.release()
@@ -189,11 +200,19 @@ class TokenConnection:
 
     def is_logged_in(self) -> bool:
         with self.anchor.lock:
+            self.anchor.ensure_open()
             return self.runtime.raw.session_logged_in(self.anchor.session.handle)
 
     def close(self) -> None:
-        """Close the workers, then the anchor. Caller holds runtime.calls() and the generation is current."""
-        _close_quietly([*(worker.session for worker in self.workers), self.anchor.session])
+        """Close the workers, then the anchor. Caller holds runtime.calls() and the generation is current.
+
+        Each session is closed under its lease: a thread still inside an operation on a broken
+        connection finishes first, so no session is freed while the token works in it.
+        """
+        for pooled in [*self.workers, self.anchor]:
+            with pooled.lock:
+                pooled.closed = True
+                _close_quietly([pooled.session])
 
 
 def find_token(library: Any, selector: TokenSelector) -> Any:

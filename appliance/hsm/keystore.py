@@ -102,6 +102,7 @@ class KeyStore:
         return self._call(
             f"generating the {policy} key of device {device_id}",
             lambda connection: device_keys.generate(connection, device_id, KeyPolicy(policy), key_label),
+            idempotent=False,
         )
 
     def public_key(self, device_id: uuid.UUID) -> bytes:
@@ -131,6 +132,7 @@ class KeyStore:
         return self._call(
             f"destroying the key of device {device_id}",
             lambda connection: device_keys.destroy(connection, device_id),
+            idempotent=False,
         )
 
     def has_device_key(self, device_id: uuid.UUID) -> bool:
@@ -160,7 +162,8 @@ class KeyStore:
     def check(self) -> TokenCheck:
         return self._call("checking the token", diagnostics.check)
 
-    def _call(self, action: str, operation: Callable[[TokenConnection], T]) -> T:
+    def _call(self, action: str, operation: Callable[[TokenConnection], T], *, idempotent: bool = True) -> T:
+        retried_after_reconnect = False
         for _ in range(_GENERATION_RACE_ATTEMPTS):
             connection = self._ready_connection()
             runtime = connection.runtime
@@ -168,9 +171,23 @@ class KeyStore:
                 if connection.generation != runtime.generation or not runtime.initialized:
                     continue
                 try:
-                    return operation(connection)
+                    result = operation(connection)
                 except p11.PKCS11Error as exc:
-                    raise self._translate(action, connection, exc) from exc
+                    failure = self._translate(action, connection, exc)
+                    failure.__cause__ = exc
+                except HsmUnavailable as exc:
+                    failure = exc
+                else:
+                    connection.proven = True
+                    return result
+            # A connection that worked before and broke since (the token went and came back
+            # between two calls) gets one reconnect, so a blip between requests fails none.
+            # Key generation and destruction are not repeated: their first attempt may have
+            # reached the token.
+            if idempotent and connection.broken and connection.proven and not retried_after_reconnect:
+                retried_after_reconnect = True
+                continue
+            raise failure
         raise HsmUnavailable(
             f"{action}: PKCS#11 module {self._module_path} kept being re-initialised (several SoftHSM "
             "configurations in one process?)"

@@ -84,6 +84,24 @@ def test_first_call_after_the_token_went_fails_unavailable_and_the_next_after_it
     assert keystore.destroy_device_key(device_id)
 
 
+def test_token_gone_and_back_between_two_calls_costs_no_failed_call(
+    keystore: KeyStore, softhsm: SoftHsmToken
+) -> None:
+    device_id = uuid.uuid4()
+    spki = keystore.generate_device_key(device_id, KeyPolicy.SEALED)
+    verify(spki, keystore.sign_digest(device_id, DIGEST))
+    neighbour = KeyStore.open(softhsm.settings())
+    try:
+        with softhsm.vanished(), pytest.raises(HsmUnavailable):
+            neighbour.probe()  # the module in this process saw the token go; `keystore` was idle
+
+        verify(spki, keystore.sign_digest(device_id, DIGEST))
+        neighbour.probe()
+    finally:
+        neighbour.close()
+    assert keystore.destroy_device_key(device_id)
+
+
 def test_async_probe_follows_the_token(keystore: KeyStore, softhsm: SoftHsmToken) -> None:
     """What /health/ready sees: unavailable while the token is gone, ready again after."""
 

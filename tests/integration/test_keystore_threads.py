@@ -123,6 +123,51 @@ def test_signing_and_keygen_threads_at_once(keystore: KeyStore, softhsm: SoftHsm
     assert not {device_id.hex for device_id in result.generated} & set(remaining)
 
 
+def test_signing_threads_ride_out_a_token_outage(keystore: KeyStore, softhsm: SoftHsmToken) -> None:
+    """Reconnects happen while other threads are inside the token: only HsmUnavailable, no crash."""
+    signers = {device_id: keystore.generate_device_key(device_id, KeyPolicy.SEALED) for device_id in _ids(6)}
+    progress = threading.Condition()
+    outcomes: dict[uuid.UUID, list[str]] = {device_id: [] for device_id in signers}
+    stop = threading.Event()
+
+    def sign_until_stopped(device_id: uuid.UUID) -> None:
+        digest = hashlib.sha256(device_id.bytes).digest()
+        while not stop.is_set():
+            try:
+                keystore.sign_digest(device_id, digest)
+            except Exception as exc:  # recorded, then judged below
+                outcome = type(exc).__name__
+            else:
+                outcome = "signed"
+            with progress:
+                outcomes[device_id].append(outcome)
+                progress.notify_all()
+
+    def wait_for(condition: Callable[[], bool]) -> None:
+        with progress:
+            assert progress.wait_for(condition, timeout=60), outcomes
+
+    threads = [threading.Thread(target=sign_until_stopped, args=(device_id,)) for device_id in signers]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_for(lambda: all("signed" in history for history in outcomes.values()))
+        with softhsm.vanished():
+            marks = {device_id: len(history) for device_id, history in outcomes.items()}
+            wait_for(lambda: all(len(outcomes[device_id]) > marks[device_id] + 2 for device_id in outcomes))
+        marks = {device_id: len(history) for device_id, history in outcomes.items()}
+        wait_for(lambda: all("signed" in outcomes[device_id][marks[device_id] :] for device_id in outcomes))
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+
+    seen = {outcome for history in outcomes.values() for outcome in history}
+    assert seen == {"signed", "HsmUnavailable"}
+    for device_id in signers:
+        assert keystore.destroy_device_key(device_id)
+
+
 @pytest.mark.slow
 def test_twenty_rounds_in_a_fresh_process(softhsm: SoftHsmToken) -> None:
     started = time.monotonic()

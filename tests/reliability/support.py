@@ -7,6 +7,7 @@ hsm/init-token.sh) and data directory, so nothing they do leaks into other tests
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -81,23 +82,23 @@ def start_service(home: Path, config: AppConfig) -> RunningService:
 
 
 def assert_error_body(response: httpx.Response) -> None:
+    assert_error_document(response.status_code, response.headers.get("content-type", ""), response.content)
+
+
+def assert_error_document(status: int, content_type: str, payload: bytes) -> None:
     """The appliance's one error shape: {"status": "Failed", "errorList": [{code, message, source, ...}]}."""
-    assert response.headers.get("content-type", "").startswith("application/json"), (
-        response.status_code,
-        response.headers.get("content-type"),
-        response.text[:500],
-    )
-    body = response.json()
-    assert isinstance(body, dict), body
-    assert body.get("status") == "Failed", body
+    assert content_type.startswith("application/json"), (status, content_type, payload[:500])
+    body = json.loads(payload)
+    assert isinstance(body, dict), (status, body)
+    assert body.get("status") == "Failed", (status, body)
     items = body.get("errorList")
-    assert isinstance(items, list) and items, body
+    assert isinstance(items, list) and items, (status, body)
     for item in items:
-        assert isinstance(item, dict), body
-        assert isinstance(item.get("code"), str) and item["code"], body
-        assert isinstance(item.get("message"), str) and item["message"], body
-        assert item.get("source") in ERROR_SOURCES, body
-        assert item.get("field") is None or isinstance(item["field"], str), body
+        assert isinstance(item, dict), (status, body)
+        assert isinstance(item.get("code"), str) and item["code"], (status, body)
+        assert isinstance(item.get("message"), str) and item["message"], (status, body)
+        assert item.get("source") in ERROR_SOURCES, (status, body)
+        assert item.get("field") is None or isinstance(item["field"], str), (status, body)
 
 
 def wait_until(condition: Callable[[], bool], what: str, timeout: float = IDLE_TIMEOUT_SECONDS) -> None:

@@ -2,7 +2,9 @@
 
 Every generated request, with valid and with invalid data, must get a documented status and a
 body that matches the documented schema, never a 5xx, and every 4xx carries the appliance's
-error body. The service is a private one (its own token and registry): a Development
+error body. Schemathesis' `positive_data_acceptance` check is left out: the document gives the
+register fields as plain strings, while the field rules (VAT, OTP, characters) refuse most
+strings with a 400, as documented. The service is a private one (its own token and registry): a Development
 registration takes any OTP, so generated requests may create devices.
 
 Schemathesis' pytest integration (`schema.parametrize`) does not work with this pytest, so each
@@ -14,17 +16,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from tests.reliability.conftest import Fleet, PrivateService
-from tests.reliability.support import assert_error_body, check_invariants, wait_until_idle
+from tests.reliability.support import assert_error_document, check_invariants, wait_until_idle
 from tests.reliability.tally import TALLY
 
-EXAMPLES_PER_OPERATION_AND_MODE = 130
+EXAMPLES_PER_OPERATION_AND_MODE = 250
 MINIMUM_REQUESTS = 1000
 EXPECTED_OPERATIONS = {
     "POST /v1/Devices/Register",
@@ -44,9 +47,8 @@ def fuzzed(module_fleet: Fleet) -> Iterator[PrivateService]:
     check_invariants(private.service, private.token)
 
 
-def fuzz_operation(operation: Any, mode: GenerationMode, api_key: str) -> int:
-    """Drive one operation's strategy; returns how many requests were sent."""
-    sent = 0
+def fuzz_operation(operation: Any, mode: GenerationMode, api_key: str) -> None:
+    """Drive one operation's strategy with one kind of data; every request is counted in TALLY."""
 
     @given(case=operation.as_strategy(generation_mode=mode))
     @settings(
@@ -58,20 +60,24 @@ def fuzz_operation(operation: Any, mode: GenerationMode, api_key: str) -> int:
         suppress_health_check=list(HealthCheck),
     )
     def exercise(case: Any) -> None:
-        nonlocal sent
-        sent += 1
-        response = case.call_and_validate(headers={"Authorization": f"Bearer {api_key}"}, timeout=30)
+        TALLY.requests_fuzzed += 1
+        response = case.call_and_validate(
+            headers={"Authorization": f"Bearer {api_key}"},
+            excluded_checks=[positive_data_acceptance],
+            timeout=30,
+        )
         assert response.status_code < 500, f"{case.method} {case.formatted_path}: {response.status_code}"
         if response.status_code >= 400:
-            assert_error_body(
-                httpx.Response(response.status_code, headers=dict(response.headers), content=response.content)
-            )
+            content_type = response.headers.get("content-type", [""])[0]
+            assert_error_document(response.status_code, content_type, response.content)
 
     try:
         exercise()
-    finally:
-        TALLY.requests_fuzzed += sent
-    return sent
+    except Unsatisfiable:
+        # No invalid data exists for an operation without inputs, or whose only input is a
+        # path segment (any string is one): nothing to send.
+        if mode is GenerationMode.POSITIVE:
+            raise
 
 
 def test_every_operation_answers_as_documented(fuzzed: PrivateService) -> None:
@@ -79,14 +85,18 @@ def test_every_operation_answers_as_documented(fuzzed: PrivateService) -> None:
     operations = [result.ok() for result in schema.get_all_operations()]
     assert {f"{operation.method.upper()} {operation.path}" for operation in operations} == EXPECTED_OPERATIONS
     failures: list[str] = []
-    requests = 0
+    sent: dict[str, int] = {}
     for operation in operations:
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+            name = f"{operation.method.upper()} {operation.path} ({mode.value})"
+            before = TALLY.requests_fuzzed
             try:
-                requests += fuzz_operation(operation, mode, fuzzed.service.api_key)
+                fuzz_operation(operation, mode, fuzzed.service.api_key)
             # Schemathesis reports several failed checks as a FailureGroup, a BaseExceptionGroup.
             except (Exception, BaseExceptionGroup) as exc:
-                failures.append(f"--- {operation.method.upper()} {operation.path} ({mode.value}):\n{exc}")
-    print(f"\nschemathesis sent {requests} requests across {len(operations)} operations")
+                failures.append(f"--- {name}:\n{exc}")
+            sent[name] = TALLY.requests_fuzzed - before
+    requests = sum(sent.values())
+    print(f"\nschemathesis sent {requests} requests: " + ", ".join(f"{name} {count}" for name, count in sent.items()))
     assert not failures, "\n".join(failures)
     assert requests >= MINIMUM_REQUESTS

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import subprocess
@@ -41,15 +42,15 @@ def list_private_keys(softhsm: Any) -> dict[str, ListedPrivateKey]:
     ).stdout
     starts = [match.start() for match in _OBJECT_START.finditer(output)] + [len(output)]
     keys: dict[str, ListedPrivateKey] = {}
-    for begin, end in zip(starts, starts[1:], strict=False):
+    for begin, end in itertools.pairwise(starts):
         block = output[begin:end]
         if not block.startswith("Private Key Object"):
             continue
-        fields = dict(
-            (name.strip(), value.strip())
+        fields = {
+            name.strip(): value.strip()
             for name, _, value in (line.partition(":") for line in block.splitlines()[1:])
             if value
-        )
+        }
         keys[fields.get("ID", "").lower()] = ListedPrivateKey(
             label=fields.get("label", ""),
             id_hex=fields.get("ID", "").lower(),

@@ -1,0 +1,136 @@
+"""Registrations through the service over HTTP: sequential latency and throughput under load.
+
+Each phase gets its own fresh token, registry and service process: the token grows by one key
+pair per registration, and look-ups in SoftHSM's file store slow down as it grows, so phases
+that shared a token would not be comparable with each other or with the floor.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from appliance.hsm.provision import ensure_dev_token
+from bench.clients import Outcomes, register_concurrently, register_sequentially
+from bench.cpu import CpuMeter, CpuShare
+from bench.fleet import create_api_key
+from bench.processes import Emulator, Service, StartUp
+from bench.stats import Summary
+
+
+@dataclass(slots=True)
+class Deployment:
+    service: Service
+    api_key: str
+    startup: StartUp
+
+    def stop(self) -> None:
+        self.service.stop()
+
+
+def deploy(home: Path, emulator: Emulator) -> Deployment:
+    """A fresh SoftHSM token and registry, and the service on them, started."""
+    hsm = ensure_dev_token(home / "token")
+    service = Service(home / "service", hsm, emulator)
+    api_key = create_api_key(service.registry_path)
+    return Deployment(service, api_key, service.start())
+
+
+@dataclass(frozen=True, slots=True)
+class Sequential:
+    model: Summary
+    first_fifth: Summary
+    last_fifth: Summary
+    xml: Summary
+    errors: dict[str, int]
+    zatca_mean_ms: float | None  # /compliance as the service's own metrics saw it
+    cpu_ms_per_registration: dict[str, float]
+    token_key_pairs_at_end: int
+
+
+def measure_sequential(home: Path, emulator: Emulator, count: int, xml_count: int) -> Sequential:
+    deployment = deploy(home, emulator)
+    try:
+        base_url = deployment.service.base_url
+        meter = CpuMeter(deployment.service.pid, emulator.pid)
+        meter.start()
+        model = register_sequentially(base_url, deployment.api_key, count, "Model")
+        cpu = meter.stop()
+        zatca_mean_ms = _zatca_mean_ms(base_url)
+        xml = register_sequentially(base_url, deployment.api_key, xml_count, "Xml")
+    finally:
+        deployment.stop()
+    fifth = max(1, len(model.latencies) // 5)
+    return Sequential(
+        model=Summary.of(model.latencies),
+        first_fifth=Summary.of(model.latencies[:fifth]),
+        last_fifth=Summary.of(model.latencies[-fifth:]),
+        xml=Summary.of(xml.latencies),
+        errors=_merged(model, xml),
+        zatca_mean_ms=zatca_mean_ms,
+        cpu_ms_per_registration=cpu.per_operation_ms(len(model.latencies)),
+        token_key_pairs_at_end=len(model.latencies) + len(xml.latencies),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Throughput:
+    clients: int
+    registrations: int
+    wall_seconds: float
+    per_second: float
+    latency: Summary
+    errors: dict[str, int]
+    cpu: CpuShare
+    cpu_ms_per_registration: dict[str, float]
+
+
+def measure_throughput(home: Path, emulator: Emulator, clients: int, total: int) -> Throughput:
+    deployment = deploy(home, emulator)
+    try:
+        base_url = deployment.service.base_url
+        # One registration per client first: connections open, the secret-box key found.
+        register_concurrently(base_url, deployment.api_key, clients, clients)
+        meter = CpuMeter(deployment.service.pid, emulator.pid)
+        meter.start()
+        result = register_concurrently(base_url, deployment.api_key, clients, total)
+        cpu = meter.stop()
+    finally:
+        deployment.stop()
+    done = len(result.outcomes.latencies)
+    return Throughput(
+        clients=clients,
+        registrations=done,
+        wall_seconds=result.wall_seconds,
+        per_second=result.per_second,
+        latency=Summary.of(result.outcomes.latencies),
+        errors=dict(result.outcomes.errors),
+        cpu=cpu,
+        cpu_ms_per_registration=cpu.per_operation_ms(done),
+    )
+
+
+def _merged(*outcomes: Outcomes) -> dict[str, int]:
+    merged: dict[str, int] = {}
+    for outcome in outcomes:
+        for kind, count in outcome.errors.items():
+            merged[kind] = merged.get(kind, 0) + count
+    return merged
+
+
+_METRIC_LINE = re.compile(
+    r"^zatca_appliance_zatca_request_seconds_(sum|count)\{([^}]*)\} (\S+)$", re.MULTILINE
+)
+
+
+def _zatca_mean_ms(base_url: str) -> float | None:
+    """Mean duration of successful /compliance calls from the service's Prometheus histogram."""
+    text = httpx.get(f"{base_url}/metrics", timeout=10).text
+    totals = {"sum": 0.0, "count": 0.0}
+    for kind, labels, value in _METRIC_LINE.findall(text):
+        if 'endpoint="compliance-csid"' in labels and 'status="200"' in labels:
+            totals[kind] += float(value)
+    return 1000 * totals["sum"] / totals["count"] if totals["count"] else None
