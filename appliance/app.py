@@ -79,10 +79,10 @@ async def open_resources(config: AppConfig, stack: AsyncExitStack) -> Resources:
     """Open token, registry and ZATCA client; `stack` closes them in reverse order."""
     store = await anyio.to_thread.run_sync(KeyStore.open, config.hsm)
     stack.callback(store.close)
-    keys = AsyncKeyStore(store, anyio.CapacityLimiter(config.hsm.worker_threads))
+    metrics = Metrics()
+    keys = AsyncKeyStore(store, anyio.CapacityLimiter(config.hsm.worker_threads), observe=metrics.observe_hsm)
     registry = await SqliteRegistry.open(config.storage.registry_path)
     stack.push_async_callback(registry.close)
-    metrics = Metrics()
     zatca = ZatcaClient(config.zatca, observe=metrics.observe_zatca)
     stack.push_async_callback(zatca.aclose)
     registration = RegistrationService(config, keys, registry, zatca, metrics)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import secrets
+import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -79,6 +80,18 @@ def insert_active_devices(registry_path: Path, device_ids: Sequence[uuid.UUID]) 
                 await registry.mark_active(str(device_id), activation_data(now))
 
     anyio.run(insert)
+
+
+def time_active_listing(registry_path: Path) -> tuple[int, float]:
+    """Rows and seconds of `list_by_status(active)`, one of the reads start-up reconciliation makes."""
+
+    async def listing() -> tuple[int, float]:
+        async with await SqliteRegistry.open(registry_path) as registry:
+            started = time.perf_counter()
+            rows = await registry.list_by_status(DeviceStatus.ACTIVE)
+            return len(rows), time.perf_counter() - started
+
+    return anyio.run(listing)
 
 
 def create_api_key(registry_path: Path) -> str:

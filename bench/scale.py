@@ -24,13 +24,14 @@ import msgspec
 from appliance.config import HsmSettings
 from appliance.hsm.provision import ensure_dev_token
 from bench.clients import get_devices, register_sequentially
-from bench.fleet import create_api_key, insert_active_devices
+from bench.fleet import create_api_key, insert_active_devices, time_active_listing
 from bench.processes import REPOSITORY_ROOT, Emulator, Service, StartUp
 from bench.stats import Summary
 from bench.token_worker import PopulateResult, ProbeResult
 
 WorkerResult = TypeVar("WorkerResult", PopulateResult, ProbeResult)
 _GET_SAMPLE = 50
+_KEYS_AFTER_LISTING = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +48,7 @@ class ScaleLevel:
     device_keys: int  # device key pairs (each with an active row) when the service starts
     populate: PopulateResult  # the key pairs added for this level
     registry_fill_seconds: float
+    registry_active_listing_seconds: float  # SqliteRegistry.list_by_status(active), as start-up reads it
     probe: ProbeResult
     startup: StartUp
     first_registration_ms: float
@@ -67,7 +69,7 @@ def measure_scale(
     for level in plan.levels:
         added = [uuid.uuid4() for _ in range(level - len(fleet))]
         progress(f"scale: adding {len(added)} device keys and registry rows")
-        populated, fill_seconds = _populate(home, hsm, service.registry_path, added)
+        populated, fill_seconds = populate_fleet(home, hsm, service.registry_path, added)
         fleet += added
         in_place = len(fleet) + registered
         progress(f"scale: probing the key store with {in_place} device keys")
@@ -75,12 +77,13 @@ def measure_scale(
             ProbeResult,
             "probe",
             hsm,
-            _ids_file(home, random.sample(fleet, 2)),
+            _ids_file(home, random.sample(fleet, 1 + _KEYS_AFTER_LISTING)),
             "--signs",
             str(plan.signs),
             "--keygens",
             str(plan.keygens),
         )
+        _, listing_seconds = time_active_listing(service.registry_path)
         progress(f"scale: service with {in_place} device keys")
         startup = service.start()
         try:
@@ -96,6 +99,7 @@ def measure_scale(
                 device_keys=in_place,
                 populate=populated,
                 registry_fill_seconds=fill_seconds,
+                registry_active_listing_seconds=listing_seconds,
                 probe=probed,
                 startup=startup,
                 first_registration_ms=1000 * first.latencies[0] if first.latencies else float("nan"),
@@ -107,7 +111,7 @@ def measure_scale(
     return results
 
 
-def _populate(
+def populate_fleet(
     home: Path, hsm: HsmSettings, registry_path: Path, added: list[uuid.UUID]
 ) -> tuple[PopulateResult, float]:
     """Keys in a worker process while this one writes the rows: the two share no lock."""

@@ -8,8 +8,10 @@ populate  puts device key pairs straight into the token, fast. `KeyStore.generat
           it runs alone: SoftHSM must not create objects from two processes at once.
 probe     measures the KeyStore as the service uses it, in a fresh process: open (module load,
           login), the first signature with an existing key (uncached look-up), signatures with
-          the cached handle, a full listing (what start-up reconciliation does), and product
-          key generation and destruction at the current token size.
+          the cached handle, a full listing (what start-up reconciliation does; it caches every
+          handle), first and second signatures with other keys after it, and product key
+          generation and destruction at the current token size. The first id in --ids-file is
+          the key signed with before the listing; the others (at least one) after it.
 
 Both print one JSON object on stdout.
 """
@@ -47,7 +49,8 @@ class ProbeResult(msgspec.Struct):
     cached_sign: Summary
     list_seconds: float
     listed_keys: int
-    sign_after_listing_seconds: float
+    first_sign_after_listing: Summary  # other keys, handles cached by the listing, first use each
+    second_sign_after_listing: Summary  # the same keys once more
     product_keygen: Summary
     destroy: Summary
 
@@ -84,7 +87,9 @@ def probe(settings: HsmSettings, existing: list[uuid.UUID], signs: int, keygens:
         _, first_sign = timed(lambda: store.sign_digest(existing[0], _DIGEST))
         cached = time_each(signs, lambda _: store.sign_digest(existing[0], _DIGEST))
         listed, list_seconds = timed(store.list_device_keys)
-        _, sign_after_listing = timed(lambda: store.sign_digest(existing[-1], _DIGEST))
+        others = existing[1:]
+        first_after_listing = time_each(len(others), lambda index: store.sign_digest(others[index], _DIGEST))
+        second_after_listing = time_each(len(others), lambda index: store.sign_digest(others[index], _DIGEST))
         new_ids = [uuid.uuid4() for _ in range(keygens)]
         generated = time_each(
             keygens,
@@ -101,7 +106,8 @@ def probe(settings: HsmSettings, existing: list[uuid.UUID], signs: int, keygens:
         cached_sign=Summary.of(cached),
         list_seconds=list_seconds,
         listed_keys=len(listed),
-        sign_after_listing_seconds=sign_after_listing,
+        first_sign_after_listing=Summary.of(first_after_listing),
+        second_sign_after_listing=Summary.of(second_after_listing),
         product_keygen=Summary.of(generated),
         destroy=Summary.of(destroyed),
     )

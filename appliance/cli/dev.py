@@ -106,9 +106,9 @@ def _start_emulator(port: int, data_dir: Path) -> subprocess.Popen[bytes]:
 
 def _banner(service_url: str, emulator_url: str, api_key: str) -> str:
     body = (
-        '{"Device": {"EgsSerialNumber": "SN-\'"$(date +%s)"\'", "Location": "Headquarters", "Industry": "Retail", '
-        '"InvoiceType": "1100"}, "Organization": {"Vat": "399999999900003", "OrganizationName": '
-        '"Tech Innovations Inc.", "OrganizationUnitName": "Riyadh Branch 2814", "CountryCode": "SA"}, '
+        '{"Device": {"EgsSerialNumber": "SN-\'"$(date +%s)"\'", "Location": "Headquarters", '
+        '"Industry": "Retail", "InvoiceType": "1100"}, "Organization": {"Vat": "399999999900003", '
+        '"OrganizationName": "Tech Innovations Inc.", "OrganizationUnitName": "Riyadh Branch 2814", "CountryCode": "SA"}, '
         '"Environment": "Simulation", "OTP": "\'"$OTP"\'", "InvoiceFormat": "Xml"}'
     )
     return f"""

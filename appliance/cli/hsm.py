@@ -16,8 +16,6 @@ from appliance.errors import HsmError
 
 
 def register(commands: argparse._SubParsersAction[Any]) -> None:
-    from appliance.hsm.provision import DEFAULT_DEV_LABEL
-
     parser = commands.add_parser("hsm", help="the PKCS#11 token: development token, keys, capabilities")
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
 
@@ -28,9 +26,8 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         default=Path(".appliance-dev"),
         help="directory for the token, its configuration and PIN files (default: ./.appliance-dev)",
     )
-    init.add_argument(
-        "--label", default=DEFAULT_DEV_LABEL, help=f"token label (default: {DEFAULT_DEV_LABEL})"
-    )
+    # Resolved in the handler: importing appliance.hsm here would load python-pkcs11 for every command.
+    init.add_argument("--label", help="token label (default: zatca-appliance-dev)")
     init.set_defaults(handler=_init)
 
     listing = actions.add_parser("list", help="device keys in the token, with the token's protection flags")
@@ -46,9 +43,9 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
 def _init(args: argparse.Namespace) -> int:
     import yaml
 
-    from appliance.hsm.provision import ensure_dev_token
+    from appliance.hsm.provision import DEFAULT_DEV_LABEL, ensure_dev_token
 
-    settings = ensure_dev_token(args.data_dir, args.label)
+    settings = ensure_dev_token(args.data_dir, args.label or DEFAULT_DEV_LABEL)
     hsm = {
         name: getattr(settings, name)
         for name in ("module", "token_label", "pin_file", "softhsm_conf")

@@ -7,7 +7,8 @@ Layout (pkcs11-notes.md §5 "Session and login semantics"):
   (a lease). Signing in different sessions runs in parallel inside the token;
 - a cache CKA_ID -> key object. Object look-ups cost O(objects in token), so each key is
   looked up once per connection. A python-pkcs11 key object is bound to the session it was
-  found in (its "home"); operations on it lease that session.
+  found in (its "home"); operations on it lease that session. So signatures with one key run
+  one at a time, signatures with different keys (different POS devices) in parallel.
 
 Lock order, everywhere: module access (runtime.calls) -> runtime.object_lock -> one lease.
 Nobody holds two leases at once.

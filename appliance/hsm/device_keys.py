@@ -198,6 +198,8 @@ def _no_op(key: Any) -> None:
 
 
 def list_keys(connection: TokenConnection) -> list[DeviceKeyInfo]:
+    # The keys found here are not cached: they would all be bound to this one session, and
+    # signing with any of them would then queue for it.
     infos: list[DeviceKeyInfo] = []
     with connection.lease() as worker:
         found = list(
@@ -210,8 +212,6 @@ def list_keys(connection: TokenConnection) -> list[DeviceKeyInfo]:
             key_id = bytes(attributes[Attribute.ID])
             if len(key_id) != DEVICE_KEY_ID_LENGTH:
                 continue
-            # Listing found the handle anyway; keep it so the next signature skips the search.
-            connection.remember(key_id, private_key, worker)
             infos.append(_device_key_info(key_id, attributes))
     # An empty listing may mean the token vanished: SoftHSM then finds nothing without error.
     connection.ensure_healthy()

@@ -5,10 +5,13 @@ generation exists (reconnecting, and re-initialising the module if the token had
 then run the operation holding shared access to the module, and turn PKCS#11 errors into the
 appliance's HsmError family with the module path, the token label and the PKCS#11 error name.
 
-Recovery: an operation that finds the token gone marks the connection broken and raises
-HsmUnavailable; the next call reconnects (new sessions, new login, empty handle cache). SoftHSM
-keeps a token whose files vanished invalid until C_Initialize, so a reconnect that cannot find
-the token re-initialises the module once and tries again. No restart is needed.
+Recovery: an operation that finds the token gone marks the connection broken; the next call
+reconnects (new sessions, new login, empty handle cache). SoftHSM keeps a token whose files
+vanished invalid until C_Initialize, so a reconnect that cannot find the token re-initialises
+the module once and tries again. While the token is gone every call raises HsmUnavailable; once
+it is back the next call works, with no restart. A connection that had worked and broke between
+two calls is re-made within the call for operations that are safe to repeat (everything but key
+generation and destruction), so a blip between requests fails none of them.
 
 Fork: nothing is loaded at import. The module is loaded by `open` in the process that calls it,
 and a KeyStore carried into a child process through fork() reconnects (and re-initialises the

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -176,10 +177,15 @@ class RegistrationService:
         # The ASN.1 work is CPU-bound and the signature is a token call: both stay off the loop.
         store = self._keys.store
 
+        def sign(digest: bytes) -> bytes:
+            started = time.perf_counter()
+            try:
+                return store.sign_digest(device_id, digest)
+            finally:
+                self._metrics.observe_hsm("sign_digest", time.perf_counter() - started)
+
         def build() -> bytes:
-            return build_zatca_csr(
-                fields, public_key_der, lambda digest: store.sign_digest(device_id, digest)
-            )
+            return build_zatca_csr(fields, public_key_der, sign)
 
         der = await anyio.to_thread.run_sync(build, limiter=self._keys.limiter)
         return csr_to_pem(der)

@@ -12,14 +12,14 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
-from appliance.config import ZatcaSettings
-from appliance.domain import Environment
-from appliance.errors import ZatcaRejected, ZatcaTimeout, ZatcaUnavailable
-from appliance.zatca import Credentials, CsidResponse, ZatcaClient
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from appliance.config import ZatcaSettings
+from appliance.domain import Environment
+from appliance.errors import ZatcaRejected, ZatcaTimeout, ZatcaUnavailable
+from appliance.zatca import Credentials, CsidResponse, ZatcaClient
 from tests.fixtures.emulator import (
     SANDBOX_OTP,
     TEST_VAT,

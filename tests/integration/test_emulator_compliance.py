@@ -10,12 +10,12 @@ from typing import Any
 
 import httpx
 import pytest
-from appliance.domain import Environment
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtensionOID, NameOID
 
+from appliance.domain import Environment
 from tests.fixtures.emulator import (
     SANDBOX_OTP,
     TEMPLATES,

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from appliance.domain import Environment
 from cryptography.hazmat.primitives import serialization
 
+from appliance.domain import Environment
 from tests.fixtures.emulator import (
     SANDBOX_OTP,
     EmulatorProcess,

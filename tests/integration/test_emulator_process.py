@@ -11,9 +11,9 @@ from typing import Any
 
 import httpx
 import pytest
-from appliance.domain import Environment
 from cryptography import x509
 
+from appliance.domain import Environment
 from tests.fixtures.emulator import (
     SANDBOX_OTP,
     TEST_VAT,

@@ -7,11 +7,11 @@ from typing import Any
 
 import httpx
 import pytest
-from appliance.domain import Environment
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
+from appliance.domain import Environment
 from tests.fixtures.emulator import (
     SANDBOX_OTP,
     TEST_VAT,

@@ -5,6 +5,11 @@ from __future__ import annotations
 import base64
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
+
 from appliance.domain import Environment
 from appliance.emulator.csr_policy import (
     CsrRefused,
@@ -12,11 +17,6 @@ from appliance.emulator.csr_policy import (
     check_csr,
     csr_der_from_request_value,
 )
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
-
 from tests.fixtures.emulator import (
     TEMPLATES,
     csr_request_value,

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import msgspec
 import pytest
+
 from appliance.emulator.authority import EmulatorAuthority, not_after_for
 from appliance.emulator.faults import FaultQueue
 from appliance.emulator.gateway import ENVIRONMENTS, EmulatedGateway
 from appliance.emulator.settings import EmulatorSettings, FaultSpec, parse_fault_argument
 from appliance.emulator.store import EmulatorStore
 from appliance.emulator.wire import Answer, required_compliance_steps
-
 from tests.fixtures.emulator import TEST_VAT, csr_request_value, variant_csr
 
 SIMULATION = ENVIRONMENTS["simulation"]

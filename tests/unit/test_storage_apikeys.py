@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+
 from appliance.errors import Conflict, ValidationFailed
 from appliance.storage import SqliteRegistry
 

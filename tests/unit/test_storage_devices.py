@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 import anyio
 import msgspec
 import pytest
+
 from appliance.domain import DeviceStatus, Environment, InvoiceFormat
 from appliance.errors import Conflict, DeviceStateConflict, NotFound, ValidationFailed
 from appliance.storage import ActivationData, DeviceRecord, SqliteRegistry, certificate_serial_text

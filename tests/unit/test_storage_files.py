@@ -14,11 +14,10 @@ from pathlib import Path
 import anyio
 import pytest
 
-from appliance.storage.schema import MIGRATIONS
 from appliance.domain import DeviceStatus
 from appliance.errors import Conflict, StorageError
 from appliance.storage import SqliteRegistry
-
+from appliance.storage.schema import MIGRATIONS
 from tests.unit.test_storage_devices import activation, pending_record
 
 REPOSITORY = Path(__file__).resolve().parents[2]

@@ -12,14 +12,15 @@ from functools import cache
 import anyio
 import httpx
 import pytest
-from appliance.config import ZatcaBaseUrls, ZatcaSettings
-from appliance.domain import Environment
-from appliance.errors import ConfigError, ZatcaRejected, ZatcaTimeout, ZatcaUnavailable
-from appliance.zatca import CallObserver, Credentials, CsidResponse, RenewalOutcome, ZatcaClient
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from appliance.config import ZatcaBaseUrls, ZatcaSettings
+from appliance.domain import Environment
+from appliance.errors import ConfigError, ZatcaRejected, ZatcaTimeout, ZatcaUnavailable
+from appliance.zatca import CallObserver, Credentials, CsidResponse, RenewalOutcome, ZatcaClient
 
 GATEWAY = "https://gw-fatoora.zatca.gov.sa/e-invoicing"
 OTP = "987654"

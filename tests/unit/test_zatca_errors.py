@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 import pytest
+
 from appliance.config import ZatcaSettings
 from appliance.domain import Environment
 from appliance.errors import ZatcaMessage, ZatcaRejected, ZatcaTimeout, ZatcaUnavailable

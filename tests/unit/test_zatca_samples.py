@@ -12,10 +12,11 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography import x509
+
 from appliance.config import ZatcaSettings
 from appliance.domain import Environment
 from appliance.zatca import Credentials, ZatcaClient
-from cryptography import x509
 
 SANDBOX = "https://gw-fatoora.zatca.gov.sa/e-invoicing/developer-portal"
 SUBJECT_CSR_ORDER = (

@@ -6,12 +6,13 @@ import base64
 import datetime
 
 import pytest
-from appliance.zatca import decode_binary_security_token
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
+
+from appliance.zatca import decode_binary_security_token
 
 
 def self_signed_der(common_name: str = "TST-unit") -> bytes:
