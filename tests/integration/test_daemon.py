@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from tests.fixtures.service import VAT, RunningService, prepare_service, registration_body
+from tests.fixtures.softhsm import create_token
 
 WATCHDOG_SECONDS = 1.0
 
@@ -60,11 +61,10 @@ def notify_socket(tmp_path: Path) -> Iterator[NotifySocket]:
 
 
 @pytest.fixture
-def daemon(
-    softhsm: Any, emulator: Any, tmp_path: Path, notify_socket: NotifySocket
-) -> Iterator[RunningService]:
-    """A service started the way systemd starts it, with its own registry and NOTIFY_SOCKET."""
-    running = prepare_service(softhsm, emulator, tmp_path / "daemon", read_timeout=30.0)
+def daemon(emulator: Any, tmp_path: Path, notify_socket: NotifySocket) -> Iterator[RunningService]:
+    """A service started the way systemd starts it, with its own token, registry and NOTIFY_SOCKET."""
+    token = create_token(tmp_path / "softhsm", "zatca-daemon")
+    running = prepare_service(token, emulator, tmp_path / "daemon", read_timeout=30.0)
     env = {
         **os.environ,
         "NOTIFY_SOCKET": str(notify_socket.path),
@@ -125,9 +125,9 @@ def test_sigterm_lets_a_slow_registration_finish_then_exits_0(
     assert daemon.registry_rows()[device_id]["status"] == "active"
 
 
-def test_readiness_follows_the_token_without_a_restart(service: RunningService, softhsm: Any) -> None:
+def test_readiness_follows_the_token_without_a_restart(service: RunningService, service_token: Any) -> None:
     assert httpx.get(f"{service.base_url}/health/ready", timeout=10).status_code == 200
-    with softhsm.vanished():
+    with service_token.vanished():
         gone = httpx.get(f"{service.base_url}/health/ready", timeout=10)
         assert gone.status_code == 503
         token_check = next(check for check in gone.json()["checks"] if check["name"] == "token")

@@ -52,11 +52,13 @@ def post_registration(service: RunningService, client: httpx.Client, body: dict[
     return response
 
 
-def assert_token_matches_registry(service: RunningService, softhsm: Any) -> None:
+def assert_token_matches_registry(service: RunningService, service_token: Any) -> None:
     """Every appliance key in the token has an active row, and every active row has its key."""
     rows = service.registry_rows()
     token_ids = {
-        key.id_hex for key in list_private_keys(softhsm).values() if key.label.startswith(DEVICE_LABEL_PREFIX)
+        key.id_hex
+        for key in list_private_keys(service_token).values()
+        if key.label.startswith(DEVICE_LABEL_PREFIX)
     }
     active_ids = {row["key_id_hex"] for row in rows.values() if row["status"] == "active"}
     assert token_ids == active_ids
@@ -86,7 +88,7 @@ def test_each_environment_registers_and_the_certificate_carries_the_csr_key(
 
 @pytest.mark.parametrize("invoice_format", ["Xml", "Pdf"])
 def test_xml_and_pdf_receive_the_private_key_of_the_certificate(
-    service: RunningService, emulator: Any, softhsm: Any, invoice_format: str
+    service: RunningService, emulator: Any, service_token: Any, invoice_format: str
 ) -> None:
     response = register(service, emulator, invoice_format=invoice_format)
     assert response.status_code == 200, response.text
@@ -94,18 +96,18 @@ def test_xml_and_pdf_receive_the_private_key_of_the_certificate(
     assert answer["privateKey"].startswith("-----BEGIN EC PRIVATE KEY-----")
     private_key = load_pem_private_key(answer["privateKey"].encode(), password=None)
     assert spki(private_key.public_key()) == spki(certificate_of(answer["csid"]).public_key())
-    listed = list_private_keys(softhsm)[uuid.UUID(answer["deviceId"]).bytes.hex()]
+    listed = list_private_keys(service_token)[uuid.UUID(answer["deviceId"]).bytes.hex()]
     assert "never extractable" not in listed.access
 
 
 def test_model_keeps_the_key_sealed_in_the_token(
-    service: RunningService, emulator: Any, softhsm: Any
+    service: RunningService, emulator: Any, service_token: Any
 ) -> None:
     response = register(service, emulator, invoice_format="Model")
     assert response.status_code == 200, response.text
     answer = response.json()
     assert answer["privateKey"] is None
-    listed = list_private_keys(softhsm)[uuid.UUID(answer["deviceId"]).bytes.hex()]
+    listed = list_private_keys(service_token)[uuid.UUID(answer["deviceId"]).bytes.hex()]
     assert "never extractable" in listed.access
     assert "sensitive" in listed.access
 
@@ -144,9 +146,9 @@ def test_lower_camel_case_field_names_register_too(service: RunningService, emul
     ],
 )
 def test_each_validation_rule_answers_400_naming_the_field(
-    service: RunningService, emulator: Any, softhsm: Any, change: dict[str, str], field: str
+    service: RunningService, emulator: Any, service_token: Any, change: dict[str, str], field: str
 ) -> None:
-    keys_before = set(list_private_keys(softhsm))
+    keys_before = set(list_private_keys(service_token))
     # Validation answers before ZATCA is asked, so no OTP has to be minted.
     response = register(service, emulator, **{"otp": "123456", **change})
     assert response.status_code == 400
@@ -154,7 +156,7 @@ def test_each_validation_rule_answers_400_naming_the_field(
     assert answer["status"] == "Failed"
     assert field in {item.get("field") for item in answer["errorList"]}
     assert all(item["source"] == "Appliance" for item in answer["errorList"])
-    assert set(list_private_keys(softhsm)) == keys_before
+    assert set(list_private_keys(service_token)) == keys_before
 
 
 def test_group_vat_with_a_branch_name_instead_of_a_tin(service: RunningService, emulator: Any) -> None:
@@ -186,20 +188,20 @@ def test_the_same_device_twice_is_409_naming_the_existing_device(
 
 
 def test_zatca_invalid_otp_is_400_from_zatca_and_leaves_no_key(
-    service: RunningService, emulator: Any, softhsm: Any
+    service: RunningService, emulator: Any, service_token: Any
 ) -> None:
     response = register(service, emulator, otp="000000")
     assert response.status_code == 400
     codes = {(item["code"], item["source"]) for item in response.json()["errorList"]}
     assert ("Invalid-OTP", "ZATCA") in codes
-    assert_token_matches_registry(service, softhsm)
+    assert_token_matches_registry(service, service_token)
 
 
 @pytest.mark.parametrize(
     ("fault", "status"), [("error-500", 502), ("timeout", 504), ("malformed-json", 502), ("wrong-key", 502)]
 )
 def test_zatca_faults_leave_no_key_and_a_failed_row(
-    service: RunningService, emulator: Any, softhsm: Any, fault: str, status: int
+    service: RunningService, emulator: Any, service_token: Any, fault: str, status: int
 ) -> None:
     otp = emulator.mint_otp("Simulation", VAT)
     emulator.inject_fault(fault, count=1)
@@ -209,23 +211,25 @@ def test_zatca_faults_leave_no_key_and_a_failed_row(
     assert response.json()["status"] == "Failed"
     rows = [row for row in service.registry_rows().values() if row["egs_serial"] == serial]
     assert [row["status"] for row in rows] == ["failed"]
-    assert_token_matches_registry(service, softhsm)
+    assert_token_matches_registry(service, service_token)
     # The device may register again once ZATCA is back.
     assert register(service, emulator, egs_serial=serial).status_code == 200
 
 
-def test_an_unavailable_token_answers_503(service: RunningService, emulator: Any, softhsm: Any) -> None:
+def test_an_unavailable_token_answers_503(service: RunningService, emulator: Any, service_token: Any) -> None:
     otp = emulator.mint_otp("Simulation", VAT)
-    with softhsm.vanished():
+    with service_token.vanished():
         response = register(service, emulator, otp=otp)
         assert response.status_code == 503, response.text
         assert response.json()["errorList"][0]["code"].startswith("HSM")
     # Back without a restart.
     assert register(service, emulator).status_code == 200
-    assert_token_matches_registry(service, softhsm)
+    assert_token_matches_registry(service, service_token)
 
 
-def test_32_parallel_registrations_all_succeed(service: RunningService, emulator: Any, softhsm: Any) -> None:
+def test_32_parallel_registrations_all_succeed(
+    service: RunningService, emulator: Any, service_token: Any
+) -> None:
     bodies = [registration_body(invoice_format=("Model", "Xml")[i % 2]) for i in range(32)]
     for body in bodies:
         body["OTP"] = emulator.mint_otp("Simulation", VAT)
@@ -240,7 +244,7 @@ def test_32_parallel_registrations_all_succeed(service: RunningService, emulator
         r.text for r in responses if r.status_code != 200
     ]
     assert len({r.json()["deviceId"] for r in responses}) == 32
-    assert_token_matches_registry(service, softhsm)
+    assert_token_matches_registry(service, service_token)
 
 
 def test_device_listing_is_paged_and_never_shows_secrets(service: RunningService, emulator: Any) -> None:
