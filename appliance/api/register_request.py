@@ -37,17 +37,19 @@ _REQUIRED_TOP = ("Device", "Organization", "OTP", "Environment", "InvoiceFormat"
 _REQUIRED_DEVICE = ("EgsSerialNumber", "Location", "Industry")
 _REQUIRED_ORGANIZATION = ("Vat", "OrganizationName", "OrganizationUnitName", "CountryCode")
 
-# The logical names of appliance.x509.fields, as this API calls them.
-_API_FIELD = {
+# This API's names for the text fields, and what appliance.x509.fields calls them.
+_LOGICAL_FIELD = {
+    "Device.EgsSerialNumber": "egs_serial",
+    "Device.Location": "location",
+    "Device.Industry": "industry",
+    "Organization.Vat": "vat",
+    "Organization.OrganizationName": "organization_name",
+    "Organization.OrganizationUnitName": "organization_unit",
+    "Organization.CountryCode": "country",
+}
+_API_FIELD = {logical: api_field for api_field, logical in _LOGICAL_FIELD.items()} | {
     "common_name": "Device.EgsSerialNumber",
-    "egs_serial": "Device.EgsSerialNumber",
-    "location": "Device.Location",
-    "industry": "Device.Industry",
     "invoice_type": "Device.InvoiceType",
-    "vat": "Organization.Vat",
-    "organization_name": "Organization.OrganizationName",
-    "organization_unit": "Organization.OrganizationUnitName",
-    "country": "Organization.CountryCode",
 }
 _SIX_DIGITS = re.compile(r"[0-9]{6}")
 _Choice = TypeVar("_Choice", Environment, InvoiceFormat)
@@ -103,17 +105,11 @@ def decode_register_request(body: bytes, solution: SolutionSettings) -> Registra
             )
         )
 
-    values = {name: strings[f"{prefix}.{name}"] or "" for prefix, name in _field_sources()}
-    if all(strings[f"{prefix}.{name}"] is not None for prefix, name in _field_sources()):
+    fields = {logical: (strings[api_field] or "").strip() for api_field, logical in _LOGICAL_FIELD.items()}
+    if all(strings[api_field] is not None for api_field in _LOGICAL_FIELD):
         reported = {problem.field for problem in problems}
         for problem in validate_registration_fields(
-            vat=values["Vat"],
-            organization_name=values["OrganizationName"],
-            organization_unit=values["OrganizationUnitName"],
-            country=values["CountryCode"],
-            egs_serial=values["EgsSerialNumber"],
-            location=values["Location"],
-            industry=values["Industry"],
+            **fields,
             invoice_type=invoice_type or _DEFAULT_INVOICE_TYPE,
             solution_name=solution.name,
             solution_version=solution.version,
@@ -126,24 +122,8 @@ def decode_register_request(body: bytes, solution: SolutionSettings) -> Registra
     if problems or environment is None or invoice_format is None or otp is None or invoice_type is None:
         raise ValidationFailed(problems)
     return RegistrationRequest(
-        environment=environment,
-        invoice_format=invoice_format,
-        otp=otp,
-        vat=values["Vat"],
-        organization_name=values["OrganizationName"],
-        organization_unit=values["OrganizationUnitName"],
-        country=values["CountryCode"],
-        egs_serial=values["EgsSerialNumber"],
-        location=values["Location"],
-        industry=values["Industry"],
-        invoice_type=invoice_type,
+        environment=environment, invoice_format=invoice_format, otp=otp, invoice_type=invoice_type, **fields
     )
-
-
-def _field_sources() -> list[tuple[str, str]]:
-    return [("Device", name) for name in _REQUIRED_DEVICE] + [
-        ("Organization", name) for name in _REQUIRED_ORGANIZATION
-    ]
 
 
 def _canonical_keys(

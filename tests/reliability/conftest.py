@@ -36,7 +36,12 @@ class Fleet:
         self._started: list[RunningService] = []
 
     def prepare(
-        self, name: str, *, token: SoftHsmToken | None = None, base_urls: ZatcaBaseUrls | None = None, **config: Any
+        self,
+        name: str,
+        *,
+        token: SoftHsmToken | None = None,
+        base_urls: ZatcaBaseUrls | None = None,
+        **config: Any,
     ) -> PrivateService:
         home = self._root / name
         token = token or new_token(home / "token")

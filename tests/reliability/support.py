@@ -25,6 +25,7 @@ from appliance.config import (
     ZatcaBaseUrls,
     ZatcaSettings,
 )
+from tests.fixtures.emulator import EmulatorProcess
 from tests.fixtures.service import RunningService, cli, free_port, write_config
 from tests.fixtures.softhsm import SoftHsmToken, create_token
 from tests.reliability.tally import TALLY
@@ -72,7 +73,9 @@ def prepare_service(home: Path, config: AppConfig) -> RunningService:
     config_path = home / "config.yaml"
     write_config(config_path, config)
     api_key = cli("apikey", "create", "reliability", "--config", str(config_path)).stdout.strip()
-    return RunningService(config=config, config_path=config_path, log_path=home / "service.log", api_key=api_key)
+    return RunningService(
+        config=config, config_path=config_path, log_path=home / "service.log", api_key=api_key
+    )
 
 
 def start_service(home: Path, config: AppConfig) -> RunningService:
@@ -119,7 +122,9 @@ def wait_until_idle(service: RunningService) -> None:
     wait_until(lambda: not pending_rows(service), "the service to finish its pending registrations")
 
 
-def check_invariants(service: RunningService, token: SoftHsmToken, *, failed_rows_keep_no_key: bool = True) -> int:
+def check_invariants(
+    service: RunningService, token: SoftHsmToken, *, failed_rows_keep_no_key: bool = True
+) -> int:
     """The registry and the token agree; returns how many records (rows + keys) were checked.
 
     - every appliance key (label `zatca-device-...`) in the token has a registry row, with that label;
@@ -130,7 +135,9 @@ def check_invariants(service: RunningService, token: SoftHsmToken, *, failed_row
     """
     rows = service.registry_rows()
     keys = {
-        key.id_hex: key for key in list_private_keys(token).values() if key.label.startswith(DEVICE_LABEL_PREFIX)
+        key.id_hex: key
+        for key in list_private_keys(token).values()
+        if key.label.startswith(DEVICE_LABEL_PREFIX)
     }
     by_key_id = {row["key_id_hex"]: row for row in rows.values()}
     problems: list[str] = []
@@ -139,7 +146,9 @@ def check_invariants(service: RunningService, token: SoftHsmToken, *, failed_row
         if row is None:
             problems.append(f"token key {key.label} ({key_id}) has no registry row")
         elif row["key_label"] != key.label:
-            problems.append(f"token key {key_id} is labelled {key.label!r}, its row says {row['key_label']!r}")
+            problems.append(
+                f"token key {key_id} is labelled {key.label!r}, its row says {row['key_label']!r}"
+            )
         elif row["status"] == "failed" and failed_rows_keep_no_key:
             problems.append(f"failed device {row['device_id']} still has its key {key.label} in the token")
     for row in rows.values():
@@ -162,6 +171,11 @@ def check_invariants(service: RunningService, token: SoftHsmToken, *, failed_row
     TALLY.records_checked += checked
     assert not problems, "\n".join(problems)
     return checked
+
+
+def compliance_requests(emulator: EmulatorProcess) -> int:
+    """CSR submissions the emulator has received so far (all environments), counted on arrival."""
+    return sum(count for name, count in emulator.request_counts().items() if name.endswith("/compliance"))
 
 
 def rows_with_serials(service: RunningService, serials: Iterable[str]) -> list[dict[str, Any]]:

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -21,16 +19,18 @@ import msgspec
 import pytest
 
 from tests.fixtures.emulator import EmulatorProcess
-from tests.fixtures.service import VAT, RunningService, free_port, registration_body
+from tests.fixtures.service import VAT, RunningService, free_port, registration_body, write_config
 from tests.reliability.conftest import Fleet, PrivateService
 from tests.reliability.support import (
     assert_error_body,
     check_invariants,
+    compliance_requests,
     rows_with_serials,
     wait_until,
     wait_until_idle,
 )
 from tests.reliability.tally import TALLY
+from tests.reliability.workload import RegistrationStream
 
 REGISTER = "/v1/Devices/Register"
 
@@ -110,7 +110,9 @@ def test_zatca_refusing_connections_is_502_and_other_environments_still_work(
     urls = msgspec.structs.replace(emulator.base_urls(), production=f"http://127.0.0.1:{closed_port}/core")
     private = fleet.start("refused", base_urls=urls)
     TALLY.faults_injected += 1
-    refused = register(private.service, emulator, registration_body(environment="Production", egs_serial=serial()))
+    refused = register(
+        private.service, emulator, registration_body(environment="Production", egs_serial=serial())
+    )
     assert refused.status_code == 502, refused.text
     assert_error_body(refused)
     assert refused.json()["errorList"][0]["source"] == "Appliance"
@@ -124,62 +126,36 @@ def test_zatca_refusing_connections_is_502_and_other_environments_still_work(
 # The token -------------------------------------------------------------------------------------
 
 
-@dataclass
-class Stream:
-    """Registrations sent one after another by several threads until told to stop."""
-
-    service: RunningService
-    emulator: EmulatorProcess
-    outcomes: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
-    stop: threading.Event = field(default_factory=threading.Event)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def run(self) -> None:
-        with self.service.client() as client:
-            while not self.stop.is_set():
-                body = registration_body(environment=("Simulation", "Development")[len(self.outcomes) % 2])
-                if body["Environment"] != "Development":
-                    body["OTP"] = self.emulator.mint_otp(body["Environment"], VAT)
-                response = client.post(REGISTER, json=body)
-                with self.lock:
-                    self.outcomes.append((response.status_code, response.json()))
-
-    def count(self, status: int) -> int:
-        with self.lock:
-            return sum(1 for code, _ in self.outcomes if code == status)
-
-
 def test_the_token_vanishing_during_a_stream_of_registrations(
     fleet: Fleet, emulator: EmulatorProcess
 ) -> None:
     private = fleet.start("vanishing")
-    stream = Stream(private.service, emulator)
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        workers: list[Future[None]] = [pool.submit(stream.run) for _ in range(4)]
-        try:
-            wait_until(lambda: stream.count(200) >= 8, "registrations before the token vanishes")
-            with private.token.vanished():
-                TALLY.faults_injected += 1
-                unavailable_before = stream.count(503)
-                wait_until(lambda: stream.count(503) >= unavailable_before + 8, "refusals while the token is gone")
-            successes_back = stream.count(200)
-            wait_until(lambda: stream.count(200) >= successes_back + 8, "registrations once the token is back")
-        finally:
-            stream.stop.set()
-        for worker in workers:
-            worker.result()
-    unexpected = [(code, answer) for code, answer in stream.outcomes if code not in (200, 503)]
+    stream = RegistrationStream(private.service, emulator, clients=4)
+    stream.start()
+    try:
+        wait_until(lambda: stream.count(200) >= 8, "registrations before the token vanishes")
+        with private.token.vanished():
+            TALLY.faults_injected += 1
+            refused_before = stream.count(503)
+            wait_until(lambda: stream.count(503) >= refused_before + 8, "refusals while the token is gone")
+        registered_before = stream.count(200)
+        wait_until(lambda: stream.count(200) >= registered_before + 8, "registrations once the token is back")
+    finally:
+        stream.join()
+    unexpected = [outcome for outcome in stream.outcomes if outcome.status not in (200, 409, 503)]
     assert not unexpected, unexpected[:5]
-    for code, answer in stream.outcomes:
-        if code == 503:
-            assert answer["status"] == "Failed" and answer["errorList"][0]["code"].startswith("HSM"), answer
+    for outcome in stream.outcomes:
+        if outcome.status == 503:
+            assert outcome.answer is not None and outcome.answer["status"] == "Failed"
+            assert outcome.answer["errorList"][0]["code"].startswith("HSM"), outcome.answer
     wait_until_idle(private.service)
     # Keys of registrations cut off by the vanishing may outlive their failed rows until the
     # reconciler runs; the rest must hold at once.
     check_invariants(private.service, private.token, failed_rows_keep_no_key=False)
-    for code, answer in stream.outcomes:
-        if code == 200:
-            assert_active_with_csid(private.service, answer["deviceId"], answer["csid"])
+    for outcome in stream.outcomes:
+        if outcome.status == 200:
+            assert outcome.answer is not None
+            assert_active_with_csid(private.service, outcome.answer["deviceId"], outcome.answer["csid"])
     private.service.stop()
     private.service.start()
     check_invariants(private.service, private.token)
@@ -190,17 +166,12 @@ def test_the_token_vanishing_while_zatca_answers(fleet: Fleet, emulator: Emulato
     (503), not stay pending with its key, and nothing may claim the certificate."""
     private = fleet.start("vanishing-late")
     emulator.inject_fault("latency", count=1, seconds=1.5)
-    compliance = sum(count for name, count in emulator.request_counts().items() if name.endswith("/compliance"))
+    compliance = compliance_requests(emulator)
     body = registration_body(environment="Simulation", egs_serial=serial())
     body["OTP"] = emulator.mint_otp("Simulation", VAT)
     with ThreadPoolExecutor(max_workers=1) as pool, private.service.client() as client:
         answer = pool.submit(client.post, REGISTER, json=body)
-
-        def at_zatca() -> bool:
-            counts = emulator.request_counts()
-            return sum(count for name, count in counts.items() if name.endswith("/compliance")) > compliance
-
-        wait_until(at_zatca, "the registration to reach ZATCA")
+        wait_until(lambda: compliance_requests(emulator) > compliance, "the registration to reach ZATCA")
         with private.token.vanished():
             TALLY.faults_injected += 1
             response = answer.result(timeout=60)
@@ -221,10 +192,9 @@ def test_a_wrong_pin_stops_the_service_with_a_clear_error(fleet: Fleet, pin: str
     bad_pin_file = private.home / "wrong-pin"
     bad_pin_file.write_text(pin + "\n", encoding="utf-8")
     config = msgspec.structs.replace(
-        private.service.config, hsm=msgspec.structs.replace(private.service.config.hsm, pin_file=str(bad_pin_file))
+        private.service.config,
+        hsm=msgspec.structs.replace(private.service.config.hsm, pin_file=str(bad_pin_file)),
     )
-    from tests.fixtures.service import write_config
-
     write_config(private.service.config_path, config)
     TALLY.faults_injected += 1
     result = subprocess.run(

@@ -21,6 +21,7 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
+from schemathesis.core.result import Ok
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from tests.reliability.conftest import Fleet, PrivateService
@@ -82,7 +83,10 @@ def fuzz_operation(operation: Any, mode: GenerationMode, api_key: str) -> None:
 
 def test_every_operation_answers_as_documented(fuzzed: PrivateService) -> None:
     schema = schemathesis.openapi.from_url(f"{fuzzed.service.base_url}/schema/openapi.json")
-    operations = [result.ok() for result in schema.get_all_operations()]
+    operations = []
+    for result in schema.get_all_operations():
+        assert isinstance(result, Ok), f"the service's OpenAPI document is invalid: {result}"
+        operations.append(result.ok())
     assert {f"{operation.method.upper()} {operation.path}" for operation in operations} == EXPECTED_OPERATIONS
     failures: list[str] = []
     sent: dict[str, int] = {}
@@ -97,6 +101,9 @@ def test_every_operation_answers_as_documented(fuzzed: PrivateService) -> None:
                 failures.append(f"--- {name}:\n{exc}")
             sent[name] = TALLY.requests_fuzzed - before
     requests = sum(sent.values())
-    print(f"\nschemathesis sent {requests} requests: " + ", ".join(f"{name} {count}" for name, count in sent.items()))
+    print(
+        f"\nschemathesis sent {requests} requests: "
+        + ", ".join(f"{name} {count}" for name, count in sent.items())
+    )
     assert not failures, "\n".join(failures)
     assert requests >= MINIMUM_REQUESTS

@@ -13,7 +13,6 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -61,7 +60,11 @@ class Load:
         weights = [weight for _, weight in READS]
         with self.service.client(timeout=60) as client:
             while time.monotonic() < self.deadline:
-                name = "POST /v1/Devices/Register" if rng.random() < REGISTER_SHARE else rng.choices(names, weights)[0]
+                name = (
+                    "POST /v1/Devices/Register"
+                    if rng.random() < REGISTER_SHARE
+                    else rng.choices(names, weights)[0]
+                )
                 try:
                     self._one(client, rng, name)
                 except Exception as exc:
@@ -72,7 +75,9 @@ class Load:
         started = time.perf_counter()
         if name == "POST /v1/Devices/Register":
             environment = rng.choice(("Development", "Simulation"))
-            body = registration_body(environment=environment, invoice_format=rng.choice(("Model", "Xml", "Pdf")))
+            body = registration_body(
+                environment=environment, invoice_format=rng.choice(("Model", "Xml", "Pdf"))
+            )
             if environment != "Development":
                 body["OTP"] = self.emulator.mint_otp(environment, VAT)
                 started = time.perf_counter()
@@ -82,7 +87,9 @@ class Load:
                 device_id = rng.choice(self.device_ids)
             response = client.get(f"/v1/Devices/{device_id}")
         elif name == "GET /v1/Devices":
-            response = client.get("/v1/Devices", params={"limit": rng.choice((1, 50, 500)), "offset": rng.randint(0, 50)})
+            response = client.get(
+                "/v1/Devices", params={"limit": rng.choice((1, 50, 500)), "offset": rng.randint(0, 50)}
+            )
         else:
             response = client.get(name.split()[1])
         elapsed = time.perf_counter() - started
@@ -101,7 +108,9 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 @pytest.mark.slow
-def test_a_minute_of_mixed_load_has_no_errors_and_stable_memory(fleet: Fleet, emulator: EmulatorProcess) -> None:
+def test_a_minute_of_mixed_load_has_no_errors_and_stable_memory(
+    fleet: Fleet, emulator: EmulatorProcess
+) -> None:
     private = fleet.start("loaded")
     service = private.service
     assert service.process is not None
@@ -144,5 +153,3 @@ def test_a_minute_of_mixed_load_has_no_errors_and_stable_memory(fleet: Fleet, em
     check_invariants(service, private.token)
     rows = service.registry_rows()
     assert sum(1 for row in rows.values() if row["status"] == "active") == len(load.device_ids)
-
-
