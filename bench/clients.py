@@ -57,6 +57,14 @@ class Outcomes:
         self.errors[kind] = self.errors.get(kind, 0) + 1
 
 
+def merged_errors(*outcomes: Outcomes) -> dict[str, int]:
+    merged: dict[str, int] = {}
+    for outcome in outcomes:
+        for kind, count in outcome.errors.items():
+            merged[kind] = merged.get(kind, 0) + count
+    return merged
+
+
 def register_sequentially(base_url: str, api_key: str, count: int, invoice_format: str = "Model") -> Outcomes:
     """`count` registrations one after another over one keep-alive connection."""
     outcomes = Outcomes()

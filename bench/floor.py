@@ -1,11 +1,13 @@
 """The raw floor: each step of a registration alone, with nothing of the service around it.
 
-keygen     KeyStore.generate_device_key (a sealed secp256k1 token key pair, as for Model)
+keygen     C_GenerateKeyPair alone: a sealed secp256k1 token key pair with the product's template
+           (`bench.token_worker populate`, its own process and token)
 csr        build_zatca_csr + csr_to_pem, the signature made in the token (cached key handle)
 issuance   POST /compliance to the emulator with httpx, one keep-alive connection
 
 and, to explain what the service adds on top, the smaller steps a registration also takes:
-a token signature alone, sealing the CSID secret in the token, the two registry commits, and
+KeyStore.generate_device_key (the product's key generation, which adds a CKA_ID search), a
+token signature alone, sealing the CSID secret in the token, the two registry commits, and
 the key export that Xml/Pdf registrations add.
 """
 
@@ -32,6 +34,8 @@ from bench.clients import SANDBOX_OTP, VAT
 from bench.fleet import activation_data, device_label, pending_record
 from bench.processes import Emulator
 from bench.stats import Summary, time_each
+from bench.token_worker import PopulateResult
+from bench.workers import run_worker, write_ids_file
 
 _DIGEST = hashlib.sha256(b"benchmark invoice").digest()
 _SECRET = base64.b64encode(b"s" * 32)
@@ -40,6 +44,7 @@ _SECRET = base64.b64encode(b"s" * 32)
 @dataclass(frozen=True, slots=True)
 class Floor:
     keygen: Summary
+    store_keygen: Summary
     csr: Summary
     issuance: Summary
     token_sign: Summary
@@ -67,12 +72,19 @@ def csr_fields(egs_serial: str) -> CsrFields:
     )
 
 
-def measure_floor(settings: HsmSettings, emulator: Emulator, scratch: Path, count: int) -> Floor:
-    store = KeyStore.open(settings)
+def measure_floor(
+    raw_token: HsmSettings, store_token: HsmSettings, emulator: Emulator, scratch: Path, count: int
+) -> Floor:
+    raw = run_worker(
+        PopulateResult, "populate", raw_token, write_ids_file(scratch, [uuid.uuid4() for _ in range(count)])
+    )
+    if raw.each is None:
+        raise RuntimeError("the token worker generated no keys")
+    store = KeyStore.open(store_token)
     try:
         device_ids = [uuid.uuid4() for _ in range(count)]
         spkis: list[bytes] = []
-        keygen = time_each(
+        store_keygen = time_each(
             count,
             lambda index: spkis.append(
                 store.generate_device_key(
@@ -103,7 +115,8 @@ def measure_floor(settings: HsmSettings, emulator: Emulator, scratch: Path, coun
     issuance = _issuance(emulator, pems)
     registry_commits = _registry_commits(scratch / "registry.sqlite3", count)
     return Floor(
-        keygen=Summary.of(keygen),
+        keygen=raw.each,
+        store_keygen=Summary.of(store_keygen),
         csr=Summary.of(csr),
         issuance=Summary.of(issuance),
         token_sign=Summary.of(token_sign),

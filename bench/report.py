@@ -44,10 +44,11 @@ def render_report(results: Results) -> str:
 
 def _floor_section(floor: Floor) -> list[str]:
     rows = [
-        _summary_row("Key pair generation in the token (generate_device_key)", floor.keygen),
+        _summary_row("Key pair generation in the token (C_GenerateKeyPair)", floor.keygen),
         _summary_row("CSR build + token signature", floor.csr),
         _summary_row("Certificate issuance by the emulator (POST /compliance)", floor.issuance),
         ["**Floor: sum of the three medians**", _ms(floor.sum_of_medians_ms), "", ""],
+        _summary_row("the product's keygen: KeyStore.generate_device_key", floor.store_keygen),
         _summary_row("also in a registration: one token signature", floor.token_sign),
         _summary_row("also: sealing the CSID secret in the token", floor.seal_secret),
         _summary_row("also: registry commits (pending + active)", floor.registry_commits),
@@ -90,6 +91,7 @@ def _throughput_section(levels: Sequence[Throughput], floor: Floor) -> list[str]
         rows.append(
             [
                 str(level.clients),
+                str(level.round_number),
                 str(level.registrations),
                 f"{level.per_second:.1f}",
                 _ms(level.latency.median_ms),
@@ -102,6 +104,7 @@ def _throughput_section(levels: Sequence[Throughput], floor: Floor) -> list[str]
         )
     headers = [
         "Clients",
+        "round",
         "n",
         "reg/s",
         "p50",
@@ -126,6 +129,8 @@ def _scale_section(levels: Sequence[ScaleLevel]) -> list[str]:
                 "n/a" if ready is None else f"{ready:.2f} s",
                 _ms(level.first_registration_ms),
                 f"{_ms(level.registration.median_ms)} / {_ms(level.registration.p95_ms)}",
+                f"{_ms(level.xml_registration.median_ms)} / {_ms(level.xml_registration.p95_ms)}",
+                f"{level.load_per_second:.1f}",
                 f"{_ms(level.get_device.median_ms)} / {_ms(level.get_device.p95_ms)}",
                 _errors(level.errors),
             ]
@@ -152,7 +157,9 @@ def _scale_section(levels: Sequence[ScaleLevel]) -> list[str]:
         "start-up (answering)",
         "start-up (lifespan done)",
         "1st registration",
-        "registration p50 / p95",
+        "Model registration p50 / p95",
+        "Xml registration p50 / p95",
+        "reg/s, 8 clients",
         "GET /v1/Devices/{id} p50 / p95",
         "errors",
     ]

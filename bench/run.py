@@ -29,6 +29,8 @@ from bench.report import render_report
 from bench.scale import ScaleLevel, ScalePlan, measure_scale
 from bench.service_phases import Sequential, Throughput, measure_sequential, measure_throughput
 
+PHASES = ("floor", "reference", "sequential", "throughput", "scale")
+
 
 @dataclass(frozen=True, slots=True)
 class Plan:
@@ -37,6 +39,7 @@ class Plan:
     sequential: int
     sequential_xml: int
     throughput: tuple[tuple[int, int], ...]  # (clients, registrations)
+    throughput_rounds: int
     scale: ScalePlan
 
 
@@ -46,7 +49,17 @@ DEFAULT_PLAN = Plan(
     sequential=200,
     sequential_xml=50,
     throughput=((1, 100), (8, 320), (32, 640)),
-    scale=ScalePlan(levels=(10, 1_000, 10_000), registrations=40, device_gets=300, signs=300, keygens=5),
+    throughput_rounds=2,
+    scale=ScalePlan(
+        levels=(10, 1_000, 10_000),
+        registrations=40,
+        xml_registrations=10,
+        load_clients=8,
+        load_registrations=64,
+        device_gets=300,
+        signs=300,
+        keygens=5,
+    ),
 )
 QUICK_PLAN = Plan(
     floor=30,
@@ -54,7 +67,17 @@ QUICK_PLAN = Plan(
     sequential=30,
     sequential_xml=10,
     throughput=((1, 20), (8, 48), (32, 96)),
-    scale=ScalePlan(levels=(10, 300), registrations=10, device_gets=50, signs=50, keygens=3),
+    throughput_rounds=1,
+    scale=ScalePlan(
+        levels=(10, 300),
+        registrations=10,
+        xml_registrations=3,
+        load_clients=8,
+        load_registrations=16,
+        device_gets=50,
+        signs=50,
+        keygens=3,
+    ),
 )
 
 
@@ -79,7 +102,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small counts: a smoke run of a minute or two")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, tokens)")
     parser.add_argument("--output", type=Path, help="JSON file (default bench/results/<date>.json)")
+    parser.add_argument(
+        "--phases",
+        default=",".join(PHASES),
+        help=f"comma-separated subset of {','.join(PHASES)} (default: all; sections 2-3 need floor)",
+    )
     args = parser.parse_args(argv)
+    phases = frozenset(args.phases.split(","))
+    if not phases <= frozenset(PHASES):
+        parser.error(f"--phases: unknown {', '.join(sorted(phases - frozenset(PHASES)))}")
 
     plan = QUICK_PLAN if args.quick else DEFAULT_PLAN
     started = time.perf_counter()
@@ -92,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="zatca-bench-"))
     _progress(f"working in {work}")
     try:
-        _run(plan, work, results)
+        _run(plan, phases, work, results)
     finally:
         if args.keep:
             _progress(f"kept {work}")
@@ -109,24 +140,39 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _run(plan: Plan, work: Path, results: Results) -> None:
+def _run(plan: Plan, phases: frozenset[str], work: Path, results: Results) -> None:
     results.db_backend = check_db_backend(work / "db-backend-check")
     emulator = Emulator(work / "emulator" / "data")
     try:
-        _progress("raw floor")
-        results.floor = measure_floor(
-            ensure_dev_token(work / "floor" / "token"), emulator, work / "floor", plan.floor
-        )
-        _progress("in-process reference")
-        results.reference = measure_reference(plan.reference)
-        _progress("sequential registrations")
-        results.sequential = measure_sequential(
-            work / "sequential", emulator, plan.sequential, plan.sequential_xml
-        )
-        for clients, total in plan.throughput:
-            _progress(f"throughput with {clients} clients")
-            results.throughput.append(measure_throughput(work / f"load-{clients}", emulator, clients, total))
-        results.scale = measure_scale(work / "scale", emulator, plan.scale, _progress)
+        if "floor" in phases:
+            _progress("raw floor")
+            results.floor = measure_floor(
+                ensure_dev_token(work / "floor" / "raw-token"),
+                ensure_dev_token(work / "floor" / "token"),
+                emulator,
+                work / "floor",
+                plan.floor,
+            )
+        if "reference" in phases:
+            _progress("in-process reference")
+            results.reference = measure_reference(plan.reference)
+        if "sequential" in phases:
+            _progress("sequential registrations")
+            results.sequential = measure_sequential(
+                work / "sequential", emulator, plan.sequential, plan.sequential_xml
+            )
+        if "throughput" in phases:
+            # Rounds interleave the client counts, so a burst of load from other users of the
+            # machine shows up as a difference between rounds, not as a trend across client counts.
+            for round_number in range(1, plan.throughput_rounds + 1):
+                for clients, total in plan.throughput:
+                    _progress(f"throughput with {clients} clients, round {round_number}")
+                    home = work / f"load-{clients}-{round_number}"
+                    results.throughput.append(
+                        measure_throughput(home, emulator, clients, total, round_number)
+                    )
+        if "scale" in phases:
+            results.scale = measure_scale(work / "scale", emulator, plan.scale, _progress)
     finally:
         emulator.stop()
 

@@ -10,26 +10,21 @@ reconcile), serves sequential registrations and device look-ups, and stops again
 from __future__ import annotations
 
 import random
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
-
-import msgspec
 
 from appliance.config import HsmSettings
 from appliance.hsm.provision import ensure_dev_token
-from bench.clients import get_devices, register_sequentially
+from bench.clients import get_devices, merged_errors, register_concurrently, register_sequentially
 from bench.fleet import create_api_key, insert_active_devices, time_active_listing
-from bench.processes import REPOSITORY_ROOT, Emulator, Service, StartUp
+from bench.processes import Emulator, Service, StartUp
 from bench.stats import Summary
 from bench.token_worker import PopulateResult, ProbeResult
+from bench.workers import finish_worker, run_worker, start_worker, write_ids_file
 
-WorkerResult = TypeVar("WorkerResult", PopulateResult, ProbeResult)
 _GET_SAMPLE = 50
 _KEYS_AFTER_LISTING = 5
 
@@ -38,6 +33,9 @@ _KEYS_AFTER_LISTING = 5
 class ScalePlan:
     levels: tuple[int, ...]
     registrations: int
+    xml_registrations: int
+    load_clients: int
+    load_registrations: int
     device_gets: int
     signs: int
     keygens: int
@@ -53,6 +51,9 @@ class ScaleLevel:
     startup: StartUp
     first_registration_ms: float
     registration: Summary  # the registrations after the first
+    xml_registration: Summary  # Xml: the key is also exported, which looks the public key up
+    load_per_second: float  # Model registrations per second with plan.load_clients clients
+    load_latency: Summary
     get_device: Summary
     errors: dict[str, int]
 
@@ -73,11 +74,11 @@ def measure_scale(
         fleet += added
         in_place = len(fleet) + registered
         progress(f"scale: probing the key store with {in_place} device keys")
-        probed = _run_worker(
+        probed = run_worker(
             ProbeResult,
             "probe",
             hsm,
-            _ids_file(home, random.sample(fleet, 1 + _KEYS_AFTER_LISTING)),
+            write_ids_file(home, random.sample(fleet, 1 + _KEYS_AFTER_LISTING)),
             "--signs",
             str(plan.signs),
             "--keygens",
@@ -89,11 +90,15 @@ def measure_scale(
         try:
             first = register_sequentially(service.base_url, api_key, 1)
             rest = register_sequentially(service.base_url, api_key, plan.registrations)
+            xml = register_sequentially(service.base_url, api_key, plan.xml_registrations, "Xml")
+            load = register_concurrently(
+                service.base_url, api_key, plan.load_clients, plan.load_registrations
+            )
             sample = [str(device) for device in random.sample(fleet, min(_GET_SAMPLE, len(fleet)))]
             gets = get_devices(service.base_url, api_key, sample, plan.device_gets)
         finally:
             service.stop()
-        registered += len(first.latencies) + len(rest.latencies)
+        registered += sum(len(done.latencies) for done in (first, rest, xml, load.outcomes))
         results.append(
             ScaleLevel(
                 device_keys=in_place,
@@ -104,8 +109,11 @@ def measure_scale(
                 startup=startup,
                 first_registration_ms=1000 * first.latencies[0] if first.latencies else float("nan"),
                 registration=Summary.of(rest.latencies),
+                xml_registration=Summary.of(xml.latencies),
+                load_per_second=load.per_second,
+                load_latency=Summary.of(load.outcomes.latencies),
                 get_device=Summary.of(gets),
-                errors={**first.errors, **rest.errors},
+                errors=merged_errors(first, rest, xml, load.outcomes),
             )
         )
     return results
@@ -115,48 +123,8 @@ def populate_fleet(
     home: Path, hsm: HsmSettings, registry_path: Path, added: list[uuid.UUID]
 ) -> tuple[PopulateResult, float]:
     """Keys in a worker process while this one writes the rows: the two share no lock."""
-    worker = _start_worker("populate", hsm, _ids_file(home, added))
+    worker = start_worker("populate", hsm, write_ids_file(home, added))
     started = time.perf_counter()
     insert_active_devices(registry_path, added)
     fill_seconds = time.perf_counter() - started
-    return _finish_worker(PopulateResult, worker), fill_seconds
-
-
-def _ids_file(home: Path, device_ids: list[uuid.UUID]) -> Path:
-    path = home / "worker-ids.txt"
-    path.write_text("\n".join(str(device_id) for device_id in device_ids) + "\n", encoding="ascii")
-    return path
-
-
-def _start_worker(action: str, hsm: HsmSettings, ids_file: Path, *extra: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(  # noqa: S603 - this interpreter, our own module, no shell
-        [
-            sys.executable,
-            "-m",
-            "bench.token_worker",
-            action,
-            "--settings",
-            msgspec.json.encode(hsm).decode(),
-            "--ids-file",
-            str(ids_file),
-            *extra,
-        ],
-        cwd=REPOSITORY_ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-
-
-def _finish_worker(kind: type[WorkerResult], worker: subprocess.Popen[bytes]) -> WorkerResult:
-    stdout, stderr = worker.communicate()
-    if worker.returncode != 0:
-        raise RuntimeError(
-            f"token worker failed ({worker.returncode}): {stderr.decode(errors='replace')[-3000:]}"
-        )
-    return msgspec.json.decode(stdout, type=kind)
-
-
-def _run_worker(
-    kind: type[WorkerResult], action: str, hsm: HsmSettings, ids_file: Path, *extra: str
-) -> WorkerResult:
-    return _finish_worker(kind, _start_worker(action, hsm, ids_file, *extra))
+    return finish_worker(PopulateResult, worker), fill_seconds

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 
 from appliance.hsm.provision import ensure_dev_token
-from bench.clients import Outcomes, register_concurrently, register_sequentially
+from bench.clients import merged_errors, register_concurrently, register_sequentially
 from bench.cpu import CpuMeter, CpuShare
 from bench.fleet import create_api_key
 from bench.processes import Emulator, Service, StartUp
@@ -69,7 +69,7 @@ def measure_sequential(home: Path, emulator: Emulator, count: int, xml_count: in
         first_fifth=Summary.of(model.latencies[:fifth]),
         last_fifth=Summary.of(model.latencies[-fifth:]),
         xml=Summary.of(xml.latencies),
-        errors=_merged(model, xml),
+        errors=merged_errors(model, xml),
         zatca_mean_ms=zatca_mean_ms,
         cpu_ms_per_registration=cpu.per_operation_ms(len(model.latencies)),
         token_key_pairs_at_end=len(model.latencies) + len(xml.latencies),
@@ -79,6 +79,7 @@ def measure_sequential(home: Path, emulator: Emulator, count: int, xml_count: in
 @dataclass(frozen=True, slots=True)
 class Throughput:
     clients: int
+    round_number: int
     registrations: int
     wall_seconds: float
     per_second: float
@@ -88,7 +89,9 @@ class Throughput:
     cpu_ms_per_registration: dict[str, float]
 
 
-def measure_throughput(home: Path, emulator: Emulator, clients: int, total: int) -> Throughput:
+def measure_throughput(
+    home: Path, emulator: Emulator, clients: int, total: int, round_number: int = 1
+) -> Throughput:
     deployment = deploy(home, emulator)
     try:
         base_url = deployment.service.base_url
@@ -103,6 +106,7 @@ def measure_throughput(home: Path, emulator: Emulator, clients: int, total: int)
     done = len(result.outcomes.latencies)
     return Throughput(
         clients=clients,
+        round_number=round_number,
         registrations=done,
         wall_seconds=result.wall_seconds,
         per_second=result.per_second,
@@ -111,14 +115,6 @@ def measure_throughput(home: Path, emulator: Emulator, clients: int, total: int)
         cpu=cpu,
         cpu_ms_per_registration=cpu.per_operation_ms(done),
     )
-
-
-def _merged(*outcomes: Outcomes) -> dict[str, int]:
-    merged: dict[str, int] = {}
-    for outcome in outcomes:
-        for kind, count in outcome.errors.items():
-            merged[kind] = merged.get(kind, 0) + count
-    return merged
 
 
 _METRIC_LINE = re.compile(

@@ -39,6 +39,7 @@ _DIGEST = hashlib.sha256(b"benchmark invoice").digest()
 class PopulateResult(msgspec.Struct):
     keys: int
     seconds: float
+    each: Summary | None
     first_tenth: Summary | None
     last_tenth: Summary | None
 
@@ -76,6 +77,7 @@ def populate(settings: HsmSettings, device_ids: list[uuid.UUID]) -> PopulateResu
     return PopulateResult(
         keys=len(device_ids),
         seconds=time.perf_counter() - started,
+        each=Summary.of(durations) if durations else None,
         first_tenth=Summary.of(durations[:tenth]) if durations else None,
         last_tenth=Summary.of(durations[-tenth:]) if durations else None,
     )

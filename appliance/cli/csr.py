@@ -34,6 +34,9 @@ FLAG_BY_FIELD = {
 EXIT_INVALID_INPUT = 2
 
 
+CLI_KEY_LABEL_PREFIX = "zatca-csr-"
+
+
 def register(commands: argparse._SubParsersAction[Any]) -> None:
     parser = commands.add_parser(
         "csr",
@@ -95,12 +98,17 @@ def create_csr(args: argparse.Namespace) -> int:
     device_id = uuid.uuid4()
     store = KeyStore.open(hsm_settings_from_args(args))
     try:
-        public_key_der = store.generate_device_key(device_id, policy)
-        # Printed before signing, so a failure below still tells the admin which key to remove.
+        # Its own label: the service's reconciliation only manages `zatca-device-*` keys, so a key
+        # an administrator made here is never mistaken for an orphan of the service and destroyed.
+        public_key_der = store.generate_device_key(device_id, policy, f"{CLI_KEY_LABEL_PREFIX}{device_id}")
+        try:
+            der = build_zatca_csr(fields, public_key_der, lambda digest: store.sign_digest(device_id, digest))
+        except BaseException:
+            store.destroy_device_key(device_id)
+            raise
         print(f"device-id: {device_id}", file=sys.stderr)
         key_kind = "exportable" if args.exportable else "sealed"
         print(f"key-id: {device_id.hex} (CKA_ID of the {key_kind} key in the token)", file=sys.stderr)
-        der = build_zatca_csr(fields, public_key_der, lambda digest: store.sign_digest(device_id, digest))
     finally:
         store.close()
 
