@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # systemd provides systemd-analyze (the unit's tests); minimal images lack it.
-packages=(softhsm2 opensc openssl python3-venv ca-certificates systemd)
+packages=(softhsm2 opensc openssl python3-venv ca-certificates systemd curl)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

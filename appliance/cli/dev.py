@@ -8,6 +8,7 @@ server keeps its own signal handling; it stops with the service.
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import time
@@ -105,12 +106,25 @@ def _start_emulator(port: int, data_dir: Path) -> subprocess.Popen[bytes]:
 
 
 def _banner(service_url: str, emulator_url: str, api_key: str) -> str:
-    body = (
-        '{"Device": {"EgsSerialNumber": "SN-\'"$(date +%s)"\'", "Location": "Headquarters", '
-        '"Industry": "Retail", "InvoiceType": "1100"}, "Organization": {"Vat": "399999999900003", '
-        '"OrganizationName": "Tech Innovations Inc.", "OrganizationUnitName": "Riyadh Branch 2814", "CountryCode": "SA"}, '
-        '"Environment": "Simulation", "OTP": "\'"$OTP"\'", "InvoiceFormat": "Xml"}'
-    )
+    example = {
+        "Device": {
+            "EgsSerialNumber": "SN-@SERIAL@",
+            "Location": "Headquarters",
+            "Industry": "Retail",
+            "InvoiceType": "1100",
+        },
+        "Organization": {
+            "Vat": "399999999900003",
+            "OrganizationName": "Tech Innovations Inc.",
+            "OrganizationUnitName": "Riyadh Branch 2814",
+            "CountryCode": "SA",
+        },
+        "Environment": "Simulation",
+        "OTP": "@OTP@",
+        "InvoiceFormat": "Xml",
+    }
+    # Inside single quotes for the shell; the OTP and a fresh serial are spliced in by the shell.
+    body = json.dumps(example).replace("@SERIAL@", "'\"$(date +%s%N)\"'").replace("@OTP@", "'\"$OTP\"'")
     return f"""
 ZATCA appliance (development mode) is running.
   service    {service_url}   (API docs: {service_url}/schema/swagger)
