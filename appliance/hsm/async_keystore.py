@@ -81,9 +81,10 @@ class AsyncKeyStore:
     async def sign_digest(self, device_id: uuid.UUID, digest: bytes) -> bytes:
         return await self._run(functools.partial(self.store.sign_digest, device_id, digest), "sign_digest")
 
-    async def export_private_key(self, device_id: uuid.UUID) -> str:
+    async def export_private_key(self, device_id: uuid.UUID, expected_public_key: bytes | None = None) -> str:
         return await self._run(
-            functools.partial(self.store.export_private_key, device_id), "export_private_key"
+            functools.partial(self.store.export_private_key, device_id, expected_public_key),
+            "export_private_key",
         )
 
     async def destroy_device_key(self, device_id: uuid.UUID) -> bool:

@@ -123,11 +123,11 @@ class KeyStore:
             lambda connection: device_keys.sign_digest(connection, device_id, digest),
         )
 
-    def export_private_key(self, device_id: uuid.UUID) -> str:
+    def export_private_key(self, device_id: uuid.UUID, expected_public_key: bytes | None = None) -> str:
         """SEC1 `EC PRIVATE KEY` PEM of an exportable key; KeyNotExportable for a sealed one."""
         return self._call(
             f"exporting the key of device {device_id}",
-            lambda connection: device_keys.export_private_key(connection, device_id),
+            lambda connection: device_keys.export_private_key(connection, device_id, expected_public_key),
         )
 
     def destroy_device_key(self, device_id: uuid.UUID) -> bool:

@@ -29,6 +29,7 @@ class ReconcileReport:
     keys_destroyed: list[str] = field(default_factory=list)
     active_without_key: list[str] = field(default_factory=list)
     unmanaged_keys: list[str] = field(default_factory=list)
+    device_keys_left: int = 0  # device keys in the token after reconciliation
 
     @property
     def consistent(self) -> bool:
@@ -114,4 +115,5 @@ async def reconcile(
                 "active_without_key": len(report.active_without_key),
             },
         )
+    report.device_keys_left = len(token_keys) - len(report.keys_destroyed)
     return report

@@ -120,7 +120,7 @@ class RegistrationService:
             csr_pem = await self._build_csr(request, record, device_id, public_key_der)
             private_key_pem = None
             if request.invoice_format.key_leaves_token:
-                private_key_pem = await self._keys.export_private_key(device_id)
+                private_key_pem = await self._keys.export_private_key(device_id, public_key_der)
                 await self._audit(record, AuditEvent.KEY_EXPORTED, "ok", "wrapped in the token, sent once")
             csid = await self._zatca.request_compliance_csid(
                 request.environment, csr_pem, self._otp_for(request)

@@ -86,7 +86,7 @@ def test_kill_nine_during_registrations_then_restart(fleet: Fleet, emulator: Emu
         emulator.clear_faults()
 
         unexpected = [outcome for outcome in stream.outcomes if outcome.status not in (200, 409, None)]
-        assert not unexpected, unexpected[:3]
+        assert not unexpected, "\n".join(f"{o.serial}: {o.status} {o.answer}" for o in unexpected[:3])
         for outcome in stream.outcomes:
             if outcome.status == 409:
                 assert outcome.answer is not None and outcome.answer["status"] == "Failed"
