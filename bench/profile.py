@@ -9,7 +9,7 @@ with the service's measured CPU time. py-spy is a profiling aid, not a project d
 Samples are taken from every thread that is not sleeping, so a thread inside SoftHSM or SQLite
 counts as busy, while threads waiting for a lock, the GIL or the network do not. py-spy cannot
 see into python-pkcs11's compiled code: a token call shows up as the Python line that made it,
-which is how the CKA_ID search before key generation is told apart from the generation itself.
+which is how a public-key search is told apart from the rest of the export.
 """
 
 from __future__ import annotations
@@ -54,7 +54,6 @@ def _line_calling(function: Callable[..., object], needle: str) -> str:
 
 def _steps() -> list[Step]:
     """Checked in order; a sample belongs to the first step whose test accepts its stack."""
-    id_search = _line_calling(device_keys.generate, "get_objects")
     public_key_search = _line_calling(device_keys.public_key, "get_key")
 
     def anywhere(*markers: str) -> Callable[[list[str]], bool]:
@@ -62,7 +61,6 @@ def _steps() -> list[Step]:
 
     return [
         Step("event loop waiting in select()", lambda frames: "EpollSelector.select" in frames[-1]),
-        Step("token: CKA_ID search before key generation", lambda frames: frames[-1] == id_search),
         Step("token: public-key search in export (Xml/Pdf)", lambda frames: frames[-1] == public_key_search),
         Step("token: key pair generation", anywhere("generate_ec_key_pair")),
         Step("CSR: ASN.1 assembly (asn1crypto)", _csr_not_signing),
@@ -129,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             populate_fleet(work, hsm, service.registry_path, [uuid.uuid4() for _ in range(args.fleet)])
         service.start()
         try:
-            # Warm up: connections, the secret-box key look-up, first-call imports.
+            # Warm up: connections, the first key generation, first-call imports.
             register_concurrently(service.base_url, api_key, args.clients, args.clients)
             record = ["record", "--pid", str(service.pid), "--format", "raw", "--nonblocking"]
             sampler = subprocess.Popen(  # noqa: S603 - py-spy with fixed arguments, no shell

@@ -51,7 +51,7 @@ class ScaleLevel:
     startup: StartUp
     first_registration_ms: float
     registration: Summary  # the registrations after the first
-    xml_registration: Summary  # Xml: the key is also exported, which looks the public key up
+    xml_registration: Summary  # Xml: the key is also exported (wrapped in the token, unwrapped, checked)
     load_per_second: float  # Model registrations per second with plan.load_clients clients
     load_latency: Summary
     get_device: Summary

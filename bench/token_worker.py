@@ -1,11 +1,11 @@
 """Token work that needs a process of its own: `python -m bench.token_worker populate|probe`.
 
-populate  puts device key pairs straight into the token, fast. `KeyStore.generate_device_key`
-          first searches the token for the CKA_ID (one O(objects) C_FindObjects per key), which
-          would make 10,000 keys take tens of minutes; this path uses the product's own key
-          template (`appliance.hsm.objects.generate_ec_key_pair`) in one logged-in session and
-          skips the search. It is the only bench code that touches python-pkcs11 directly, and
-          it runs alone: SoftHSM must not create objects from two processes at once.
+populate  puts device key pairs straight into the token: C_GenerateKeyPair alone, with the
+          product's own key template (`appliance.hsm.objects.generate_ec_key_pair`) in one
+          logged-in session, so its timings are the raw token cost (the floor's key generation)
+          without the KeyStore's lease, locks and public key read-back. It is the only bench
+          code that touches python-pkcs11 directly, and it runs alone: SoftHSM must not create
+          objects from two processes at once.
 probe     measures the KeyStore as the service uses it, in a fresh process: open (module load,
           login), the first signature with an existing key (uncached look-up), signatures with
           the cached handle, a full listing (what start-up reconciliation does; it caches every

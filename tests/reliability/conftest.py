@@ -3,63 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from appliance.config import ZatcaBaseUrls
-from tests.fixtures.service import RunningService
-from tests.fixtures.softhsm import SoftHsmToken
-from tests.reliability.support import new_token, prepare_service, service_config
+from tests.reliability.fleet import Fleet
 from tests.reliability.tally import TALLY
 
 _ran = False
-
-
-@dataclass
-class PrivateService:
-    """A service process of its own, with its own token and registry."""
-
-    service: RunningService
-    token: SoftHsmToken
-    home: Path
-
-
-class Fleet:
-    """Starts private services on demand and stops every one of them at teardown."""
-
-    def __init__(self, root: Path, emulator: Any) -> None:
-        self._root = root
-        self._emulator = emulator
-        self._started: list[RunningService] = []
-
-    def prepare(
-        self,
-        name: str,
-        *,
-        token: SoftHsmToken | None = None,
-        base_urls: ZatcaBaseUrls | None = None,
-        **config: Any,
-    ) -> PrivateService:
-        home = self._root / name
-        token = token or new_token(home / "token")
-        settings = service_config(home, token, base_urls or self._emulator.base_urls(), **config)
-        running = prepare_service(home, settings)
-        self._started.append(running)
-        return PrivateService(running, token, home)
-
-    def start(self, name: str, **kwargs: Any) -> PrivateService:
-        private = self.prepare(name, **kwargs)
-        private.service.start()
-        return private
-
-    def stop_all(self) -> None:
-        for running in self._started:
-            if running.process is not None and running.process.poll() is None:
-                running.stop()
-            running.process = None
 
 
 @pytest.fixture

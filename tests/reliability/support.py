@@ -1,9 +1,4 @@
-"""Shared by the reliability tests: private service instances, registry/token invariants, error bodies.
-
-The session `service` fixture is one process on the session token; tests that crash, fuzz or
-misconfigure a service start their own here, each with its own SoftHSM token (made by
-hsm/init-token.sh) and data directory, so nothing they do leaks into other tests.
-"""
+"""Shared by the reliability tests: service configuration, registry/token invariants, error bodies."""
 
 from __future__ import annotations
 
@@ -15,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import msgspec
 
 from appliance.config import (
     AppConfig,
@@ -42,32 +36,18 @@ def new_token(directory: Path, label: str = "zatca-reliability") -> SoftHsmToken
     return create_token(directory, label)
 
 
-def service_config(
-    home: Path,
-    token: SoftHsmToken,
-    base_urls: ZatcaBaseUrls,
-    *,
-    read_timeout: float = 2.0,
-    max_body_bytes: int | None = None,
-    pin_file: Path | None = None,
-    log_level: str = "INFO",
-) -> AppConfig:
-    hsm = token.settings()
-    if pin_file is not None:
-        hsm = msgspec.structs.replace(hsm, pin_file=str(pin_file))
-    server = ServerSettings(host="127.0.0.1", port=free_port())
-    if max_body_bytes is not None:
-        server = msgspec.structs.replace(server, max_body_bytes=max_body_bytes)
+def service_config(home: Path, token: SoftHsmToken, base_urls: ZatcaBaseUrls) -> AppConfig:
+    """A service on a free loopback port, using `token` and a registry under `home`."""
     return AppConfig(
-        server=server,
-        hsm=hsm,
-        zatca=ZatcaSettings(base_urls=base_urls, read_timeout=read_timeout, connect_timeout=2.0),
+        server=ServerSettings(host="127.0.0.1", port=free_port()),
+        hsm=token.settings(),
+        zatca=ZatcaSettings(base_urls=base_urls, read_timeout=2.0, connect_timeout=2.0),
         storage=StorageSettings(data_dir=str(home / "data")),
-        logging=LoggingSettings(level=log_level, format="json"),  # type: ignore[arg-type]
+        logging=LoggingSettings(level="INFO", format="json"),
     )
 
 
-def prepare_service(home: Path, config: AppConfig) -> RunningService:
+def configured_service(home: Path, config: AppConfig) -> RunningService:
     """Write the config and an API key; the caller starts the process."""
     home.mkdir(parents=True, exist_ok=True)
     config_path = home / "config.yaml"
@@ -76,12 +56,6 @@ def prepare_service(home: Path, config: AppConfig) -> RunningService:
     return RunningService(
         config=config, config_path=config_path, log_path=home / "service.log", api_key=api_key
     )
-
-
-def start_service(home: Path, config: AppConfig) -> RunningService:
-    running = prepare_service(home, config)
-    running.start()
-    return running
 
 
 def assert_error_body(response: httpx.Response) -> None:

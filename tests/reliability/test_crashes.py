@@ -26,7 +26,7 @@ import pytest
 
 from tests.fixtures.emulator import EmulatorProcess
 from tests.fixtures.service import RunningService
-from tests.reliability.conftest import Fleet
+from tests.reliability.fleet import Fleet
 from tests.reliability.support import check_invariants, compliance_requests, pending_rows, wait_until
 from tests.reliability.tally import TALLY
 from tests.reliability.workload import Outcome, RegistrationStream

@@ -20,7 +20,7 @@ import pytest
 
 from tests.fixtures.emulator import EmulatorProcess
 from tests.fixtures.service import VAT, RunningService, free_port, registration_body, write_config
-from tests.reliability.conftest import Fleet, PrivateService
+from tests.reliability.fleet import Fleet, PrivateService
 from tests.reliability.support import (
     assert_error_body,
     check_invariants,

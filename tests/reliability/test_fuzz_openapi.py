@@ -24,7 +24,7 @@ from schemathesis import GenerationMode
 from schemathesis.core.result import Ok
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from tests.reliability.conftest import Fleet, PrivateService
+from tests.reliability.fleet import Fleet, PrivateService
 from tests.reliability.support import assert_error_document, check_invariants, wait_until_idle
 from tests.reliability.tally import TALLY
 

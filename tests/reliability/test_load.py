@@ -19,7 +19,7 @@ import pytest
 
 from tests.fixtures.emulator import EmulatorProcess
 from tests.fixtures.service import VAT, RunningService, registration_body
-from tests.reliability.conftest import Fleet
+from tests.reliability.fleet import Fleet
 from tests.reliability.support import check_invariants, wait_until_idle
 
 DURATION_SECONDS = 60.0
