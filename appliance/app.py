@@ -35,11 +35,13 @@ from appliance.zatca import ZatcaClient
 log = logging.getLogger("appliance.app")
 
 
-def create_app(config: AppConfig) -> Litestar:
+def create_app(config: AppConfig, key_store: KeyStore | None = None) -> Litestar:
+    """The application; `key_store`, when given, is an open store that the app uses and closes."""
+
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            resources = await open_resources(config, stack)
+            resources = await open_resources(config, stack, key_store)
             # Nothing is in flight yet, so every pending row is a registration a crash interrupted.
             report = await reconcile(resources.keys, resources.registry, pending_older_than=timedelta(0))
             # Counted from reconciliation's listing: a second one costs seconds with 10,000 keys.
@@ -81,9 +83,11 @@ def create_app(config: AppConfig) -> Litestar:
     )
 
 
-async def open_resources(config: AppConfig, stack: AsyncExitStack) -> Resources:
+async def open_resources(
+    config: AppConfig, stack: AsyncExitStack, key_store: KeyStore | None = None
+) -> Resources:
     """Open token, registry and ZATCA client; `stack` closes them in reverse order."""
-    store = await anyio.to_thread.run_sync(KeyStore.open, config.hsm)
+    store = key_store if key_store is not None else await anyio.to_thread.run_sync(KeyStore.open, config.hsm)
     stack.callback(store.close)
     metrics = Metrics()
     keys = AsyncKeyStore(store, anyio.CapacityLimiter(config.hsm.worker_threads), observe=metrics.observe_hsm)

@@ -13,7 +13,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 _ZATCA_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 _HSM_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# Litestar appends "; charset=utf-8" to text/* media types itself.
+CONTENT_TYPE = "text/plain; version=0.0.4"
 
 
 class Metrics:

@@ -24,6 +24,9 @@ from appliance.domain import INVOICE_TYPE_NAME_BY_CODE, DeviceStatus, Environmen
 from appliance.errors import NotFound
 from appliance.storage import DeviceRecord
 
+# SQLite integers are 64-bit, and no registry holds a billion devices.
+MAX_OFFSET = 1_000_000_000
+
 _ERRORS = {
     code: ResponseSpec(data_container=ErrorBody, description=text)
     for code, text in (
@@ -74,7 +77,7 @@ class DevicesController(Controller):
     async def list_devices(
         self,
         resources: Resources,
-        offset: Annotated[int, Parameter(ge=0, default=0)] = 0,
+        offset: Annotated[int, Parameter(ge=0, le=MAX_OFFSET, default=0)] = 0,
         limit: Annotated[int, Parameter(ge=1, le=500, default=50)] = 50,
         status: DeviceStatus | None = None,
         environment: Environment | None = None,

@@ -8,6 +8,12 @@ from appliance.app_state import Resources
 from appliance.metrics import CONTENT_TYPE
 
 
-@get("/metrics", tags=["Operations"], summary="Prometheus metrics", include_in_schema=True)
+@get(
+    "/metrics",
+    tags=["Operations"],
+    summary="Prometheus metrics",
+    include_in_schema=True,
+    media_type=CONTENT_TYPE,
+)
 async def metrics(resources: Resources) -> Response[bytes]:
     return Response(resources.metrics.render(), media_type=CONTENT_TYPE)

@@ -62,6 +62,12 @@ def decode_register_request(body: bytes, solution: SolutionSettings) -> Registra
         document = msgspec.json.decode(body)
     except msgspec.DecodeError as exc:
         raise ValidationFailed([FieldProblem("body", f"not valid JSON: {exc}", "Invalid-JSON")]) from exc
+    except UnicodeDecodeError as exc:
+        # msgspec checks UTF-8 as it builds each string and lets the codec's error through.
+        raise ValidationFailed([FieldProblem("body", "not valid UTF-8", "Invalid-JSON")]) from exc
+    except RecursionError as exc:
+        # msgspec recurses once per nesting level: a body of brackets must not become a 500.
+        raise ValidationFailed([FieldProblem("body", "nested too deeply", "Invalid-JSON")]) from exc
     problems: list[FieldProblem] = []
     if not isinstance(document, dict):
         raise ValidationFailed([FieldProblem("body", "must be a JSON object", "Invalid-JSON")])

@@ -40,13 +40,22 @@ def serve_forever(config: AppConfig, on_started: Callable[[], None] | None = Non
 
     from appliance.app import create_app
     from appliance.daemon.notify import SystemdNotifier
+    from appliance.errors import ApplianceError
+    from appliance.hsm import KeyStore
     from appliance.logs import configure_logging
 
     configure_logging(config.logging.level, config.logging.format)
+    try:
+        # Opened here, not in the lifespan, so that a wrong PIN or a missing token is one plain
+        # line: from the lifespan it would reach the log as an exception group's traceback.
+        key_store = KeyStore.open(config.hsm)
+    except ApplianceError as exc:
+        print(f"zatca-appliance: error: the service cannot start: {exc}", file=sys.stderr)
+        return 1
     notifier = SystemdNotifier()
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(config),
+            create_app(config, key_store),
             host=config.server.host,
             port=config.server.port,
             log_config=None,

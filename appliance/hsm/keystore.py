@@ -106,6 +106,7 @@ class KeyStore:
             f"generating the {policy} key of device {device_id}",
             lambda connection: device_keys.generate(connection, device_id, KeyPolicy(policy), key_label),
             idempotent=False,
+            alone=True,
         )
 
     def public_key(self, device_id: uuid.UUID) -> bytes:
@@ -128,6 +129,7 @@ class KeyStore:
         return self._call(
             f"exporting the key of device {device_id}",
             lambda connection: device_keys.export_private_key(connection, device_id, expected_public_key),
+            alone=True,  # creates and destroys a one-time wrapping key
         )
 
     def destroy_device_key(self, device_id: uuid.UUID) -> bool:
@@ -136,6 +138,7 @@ class KeyStore:
             f"destroying the key of device {device_id}",
             lambda connection: device_keys.destroy(connection, device_id),
             idempotent=False,
+            alone=True,
         )
 
     def has_device_key(self, device_id: uuid.UUID) -> bool:
@@ -165,12 +168,19 @@ class KeyStore:
     def check(self) -> TokenCheck:
         return self._call("checking the token", diagnostics.check)
 
-    def _call(self, action: str, operation: Callable[[TokenConnection], T], *, idempotent: bool = True) -> T:
+    def _call(
+        self,
+        action: str,
+        operation: Callable[[TokenConnection], T],
+        *,
+        idempotent: bool = True,
+        alone: bool = False,
+    ) -> T:
         retried_after_reconnect = False
         for _ in range(_GENERATION_RACE_ATTEMPTS):
             connection = self._ready_connection()
             runtime = connection.runtime
-            with runtime.calls():
+            with runtime.calls(alone=alone):
                 if connection.generation != runtime.generation or not runtime.initialized:
                     continue
                 try:

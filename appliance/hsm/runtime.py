@@ -46,9 +46,14 @@ class ModuleRuntime:
         self._access = SharedExclusiveLock()
 
     @contextmanager
-    def calls(self) -> Iterator[None]:
-        """Hold while calling into the module; a module without OS locking gets one caller at a time."""
-        with self._access.shared() if self.os_locking else self._access.exclusive():
+    def calls(self, *, alone: bool = False) -> Iterator[None]:
+        """Hold while calling into the module; a module without OS locking gets one caller at a time.
+
+        `alone` is for calls that create or destroy token objects: SoftHSM's file store fails
+        C_GenerateKeyPair (CKR_GENERAL_ERROR, "Could not initialize the attribute") when other
+        threads use the token while the new objects are being written.
+        """
+        with self._access.exclusive() if alone or not self.os_locking else self._access.shared():
             yield
 
     def reinitialize(self, *, seen_generation: int, softhsm_conf: str | None = None) -> None:

@@ -126,24 +126,26 @@ class RegistrationService:
                 request.environment, csr_pem, self._otp_for(request)
             )
             _require_certificate_for_key(csid, public_key_der)
+            # Sealing the secret needs the token and activation needs the registry: until both
+            # are done we do not hold ZATCA's credentials, so a failure here abandons as well.
+            secret_ciphertext = await self._keys.encrypt_secret(csid.secret.encode())
+            certificate = x509.load_der_x509_certificate(csid.certificate_der)
+            await self._registry.mark_active(
+                record.device_id,
+                ActivationData(
+                    csr_pem=csr_pem,
+                    request_id=csid.request_id,
+                    binary_security_token=csid.binary_security_token,
+                    secret_ciphertext=secret_ciphertext,
+                    certificate_serial=format(certificate.serial_number, "x"),
+                    certificate_not_before=certificate.not_valid_before_utc,
+                    certificate_not_after=certificate.not_valid_after_utc,
+                ),
+            )
         except BaseException as exc:
             await self._abandon(record, device_id, exc)
             raise
 
-        secret_ciphertext = await self._keys.encrypt_secret(csid.secret.encode())
-        certificate = x509.load_der_x509_certificate(csid.certificate_der)
-        await self._registry.mark_active(
-            record.device_id,
-            ActivationData(
-                csr_pem=csr_pem,
-                request_id=csid.request_id,
-                binary_security_token=csid.binary_security_token,
-                secret_ciphertext=secret_ciphertext,
-                certificate_serial=format(certificate.serial_number, "x"),
-                certificate_not_before=certificate.not_valid_before_utc,
-                certificate_not_after=certificate.not_valid_after_utc,
-            ),
-        )
         await self._audit(record, AuditEvent.REGISTRATION_SUCCEEDED, "ok", f"request_id={csid.request_id}")
         log.info("registration succeeded", extra={"device_id": record.device_id})
         return RegistrationResult(
