@@ -25,6 +25,7 @@ from appliance.api.middleware import request_context_middleware
 from appliance.app_state import Resources
 from appliance.config import AppConfig
 from appliance.daemon.notify import SystemdNotifier
+from appliance.errors import ApplianceError
 from appliance.hsm import AsyncKeyStore, KeyStore
 from appliance.metrics import Metrics
 from appliance.services.reconcile import reconcile
@@ -59,11 +60,15 @@ def create_app(config: AppConfig, key_store: KeyStore | None = None) -> Litestar
                 },
             )
             app.state.resources = resources
-            watchdog = asyncio.create_task(_watchdog_pings(SystemdNotifier()))
+            background = [
+                asyncio.create_task(_watchdog_pings(SystemdNotifier())),
+                asyncio.create_task(_reconcile_periodically(resources)),
+            ]
             try:
                 yield
             finally:
-                watchdog.cancel()
+                for task in background:
+                    task.cancel()
 
     return Litestar(
         route_handlers=[DevicesController, live, ready, metrics],
@@ -99,6 +104,27 @@ async def open_resources(
     return Resources(
         config=config, keys=keys, registry=registry, zatca=zatca, registration=registration, metrics=metrics
     )
+
+
+async def _reconcile_periodically(resources: Resources) -> None:
+    """Repair what failures left behind while the service runs (a key whose destruction failed
+    because the token was away). Only pending rows older than `stale_pending_seconds` count as
+    interrupted; rows are written before keys, so in-flight registrations are never touched."""
+    settings = resources.config.storage
+    if settings.reconcile_interval_seconds <= 0:
+        return
+    while True:
+        await asyncio.sleep(settings.reconcile_interval_seconds)
+        try:
+            report = await reconcile(
+                resources.keys,
+                resources.registry,
+                pending_older_than=timedelta(seconds=settings.stale_pending_seconds),
+            )
+        except ApplianceError as exc:
+            log.warning("periodic reconciliation skipped", extra={"error": str(exc)})
+            continue
+        resources.metrics.token_device_keys.set(report.device_keys_left)
 
 
 async def _watchdog_pings(notifier: SystemdNotifier) -> None:

@@ -82,6 +82,11 @@ class ServerSettings(_Settings):
 
 class StorageSettings(_Settings):
     data_dir: str = "/var/lib/zatca-appliance"
+    # The running service reconciles registry and token this often (0: only at start-up), e.g.
+    # to destroy a key left behind while the token was unavailable.
+    reconcile_interval_seconds: float = 300.0
+    # A pending registration older than this was interrupted (registrations take seconds).
+    stale_pending_seconds: float = 600.0
 
     @property
     def registry_path(self) -> Path:

@@ -16,10 +16,6 @@ from appliance.cli.common import add_config_option, config_from_args
 from appliance.domain import DeviceStatus, Environment
 from appliance.storage import DeviceRecord, SqliteRegistry
 
-# A running service finishes (or fails) a registration well within this; only older pending
-# rows are treated as interrupted when reconciling beside it.
-DEFAULT_PENDING_AGE = 600.0
-
 
 def register(commands: argparse._SubParsersAction[Any]) -> None:
     parser = commands.add_parser("devices", help="inspect and reconcile registered devices")
@@ -38,9 +34,8 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     reconcile.add_argument(
         "--older-than",
         type=float,
-        default=DEFAULT_PENDING_AGE,
         metavar="SECONDS",
-        help=f"pending registrations older than this are interrupted (default {DEFAULT_PENDING_AGE:.0f})",
+        help="pending registrations older than this are interrupted (default: storage.stale_pending_seconds)",
     )
     add_config_option(reconcile)
     reconcile.set_defaults(handler=_reconcile)
@@ -128,7 +123,11 @@ def _reconcile(args: argparse.Namespace) -> int:
             report = await reconcile(
                 AsyncKeyStore(store),
                 registry,
-                pending_older_than=timedelta(seconds=args.older_than),
+                pending_older_than=timedelta(
+                    seconds=config.storage.stale_pending_seconds
+                    if args.older_than is None
+                    else args.older_than
+                ),
                 actor="cli",
             )
         finally:

@@ -7,6 +7,7 @@ registry lost, and a key the appliance never made (another label), which must be
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -121,3 +122,28 @@ def test_an_active_device_whose_key_is_gone_is_reported(tmp_path: Path, emulator
     result = cli("devices", "reconcile", "--config", str(service.config_path), check=False)
     assert result.returncode == 1
     assert f"ACTIVE DEVICE WITHOUT ITS KEY: {device_id}" in result.stdout
+
+
+def test_the_running_service_destroys_an_orphan_key_by_itself(tmp_path: Path, emulator: Any) -> None:
+    """Periodic reconciliation: a key the registry does not know (as a failed destruction leaves
+    behind while the token was away) is gone within a few intervals, without a restart."""
+    from tests.fixtures.service import prepare_service
+
+    token = create_token(tmp_path / "softhsm", "zatca-periodic")
+    service = prepare_service(token, emulator, tmp_path / "svc", storage={"reconcile_interval_seconds": 0.2})
+    service.start()
+    try:
+        orphan = uuid.uuid4()
+        store = KeyStore.open(token.settings())
+        try:
+            store.generate_device_key(orphan, KeyPolicy.SEALED, f"zatca-device-{orphan}")
+        finally:
+            store.close()
+        deadline = time.monotonic() + 30
+        while orphan.hex in {key.id_hex for key in list_private_keys(token).values()}:
+            assert time.monotonic() < deadline, "the orphan key was never destroyed"
+            time.sleep(0.1)
+    finally:
+        service.stop()
+    verify = cli("audit", "show", "--config", str(service.config_path)).stdout
+    assert "appliance key without a registry row" in verify
