@@ -146,6 +146,8 @@ def test_metrics_are_prometheus_text(service: RunningService, emulator: Any) -> 
         'zatca_appliance_zatca_request_seconds_count{endpoint="compliance-csid",status="200"}',
         "zatca_appliance_token_device_keys ",
         'zatca_appliance_audit_records_total{event="key.generated"}',
+        'zatca_appliance_hsm_operation_seconds_count{operation="generate_device_key"}',
+        'zatca_appliance_hsm_operation_seconds_count{operation="sign_digest"}',
     ):
         assert family in text, family
 
