@@ -12,7 +12,9 @@ import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import httpx
 import msgspec
 import pytest
 from cryptography import x509
@@ -185,3 +187,25 @@ def test_invalid_input_is_refused_before_any_key_is_created(softhsm: SoftHsmToke
     assert flags == ["--vat", "--country", "--location"]
     assert "device-id" not in result.stderr
     assert sorted(token_objects(softhsm)) == sorted(objects_before)
+
+
+def test_a_csr_from_the_command_is_certified_by_the_emulator_for_the_token_key(
+    softhsm: SoftHsmToken, config_file: Path, tmp_path: Path, emulator: Any
+) -> None:
+    """The administrator's path: `zatca-appliance csr`, then ZATCA (here its emulator) with an OTP."""
+    result = run_csr(config_file, "--environment", "Simulation", "--output", "api")
+    assert result.exit_code == 0, result.stderr
+    otp = emulator.mint_otp("Simulation", REGISTRATION["--vat"])
+    answer = httpx.post(
+        f"{emulator.base_urls().simulation}/compliance",
+        headers={"Accept-Version": "V2", "OTP": otp},
+        json={"csr": result.stdout.strip()},
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    inner = base64.b64decode(answer.json()["binarySecurityToken"]).decode()
+    certificate = x509.load_der_x509_certificate(base64.b64decode(inner))
+    issued_for = certificate.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    assert issued_for == token_public_key_der(softhsm, result.device_id, tmp_path)
