@@ -95,7 +95,7 @@ async def open_resources(
     store = key_store if key_store is not None else await anyio.to_thread.run_sync(KeyStore.open, config.hsm)
     stack.callback(store.close)
     metrics = Metrics()
-    keys = AsyncKeyStore(store, anyio.CapacityLimiter(config.hsm.worker_threads), observe=metrics.observe_hsm)
+    keys = AsyncKeyStore(store, observe=metrics.observe_hsm)
     registry = await SqliteRegistry.open(config.storage.registry_path)
     stack.push_async_callback(registry.close)
     zatca = ZatcaClient(config.zatca, observe=metrics.observe_zatca)

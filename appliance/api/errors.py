@@ -54,8 +54,8 @@ def status_and_items(exc: ApplianceError) -> tuple[int, list[ErrorItem]]:
             for m in exc.messages
         ] or [ErrorItem(code=f"HTTP-{exc.status_code}", message=str(exc), source="ZATCA")]
         return HTTP_400_BAD_REQUEST, items
-    status = _STATUS_BY_TYPE.get(type(exc)) or next(
-        (code for kind, code in _STATUS_BY_BASE if isinstance(exc, kind)), HTTP_500_INTERNAL_SERVER_ERROR
+    status = next(
+        (code for kind, code in _STATUS_BY_KIND if isinstance(exc, kind)), HTTP_500_INTERNAL_SERVER_ERROR
     )
     item = ErrorItem(code=exc.code, message=str(exc), source="Appliance")
     if isinstance(exc, Conflict):
@@ -64,13 +64,11 @@ def status_and_items(exc: ApplianceError) -> tuple[int, list[ErrorItem]]:
     return status, [item]
 
 
-_STATUS_BY_TYPE: dict[type[ApplianceError], int] = {
-    ZatcaTimeout: HTTP_504_GATEWAY_TIMEOUT,
-    KeyNotFound: HTTP_404_NOT_FOUND,
-}
-_STATUS_BY_BASE: tuple[tuple[type[ApplianceError], int], ...] = (
+# First match wins, so a subclass with its own status stands before its base.
+_STATUS_BY_KIND: tuple[tuple[type[ApplianceError], int], ...] = (
     (AuthenticationFailed, HTTP_401_UNAUTHORIZED),
     (NotFound, HTTP_404_NOT_FOUND),
+    (KeyNotFound, HTTP_404_NOT_FOUND),
     (Conflict, HTTP_409_CONFLICT),
     (ZatcaTimeout, HTTP_504_GATEWAY_TIMEOUT),
     (ZatcaUnavailable, HTTP_502_BAD_GATEWAY),

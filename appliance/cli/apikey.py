@@ -7,9 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-import anyio
-
-from appliance.cli.common import add_config_option, config_from_args
+from appliance.cli.common import add_config_option, config_from_args, with_registry
 from appliance.config import AppConfig
 from appliance.storage import ACTOR_SYSTEM, SqliteRegistry
 
@@ -30,46 +28,21 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     revoke.set_defaults(handler=_revoke)
 
 
-async def _open(config: AppConfig) -> SqliteRegistry:
-    return await SqliteRegistry.open(config.storage.registry_path)
-
-
 def _create(args: argparse.Namespace) -> int:
-    async def create() -> str:
-        registry = await _open(config_from_args(args))
-        try:
-            return await registry.create_api_key(args.name)
-        finally:
-            await registry.close()
-
-    print(anyio.run(create))
+    print(with_registry(config_from_args(args), lambda registry: registry.create_api_key(args.name)))
     return 0
 
 
 def _list(args: argparse.Namespace) -> int:
-    async def listing() -> None:
-        registry = await _open(config_from_args(args))
-        try:
-            for info in await registry.list_api_keys():
-                state = f"revoked {info.revoked_at:%Y-%m-%d %H:%M}" if info.revoked_at else "active"
-                used = f"{info.last_used_at:%Y-%m-%d %H:%M}" if info.last_used_at else "never"
-                print(f"{info.name}\tcreated {info.created_at:%Y-%m-%d %H:%M}\t{state}\tlast used {used}")
-        finally:
-            await registry.close()
-
-    anyio.run(listing)
+    for info in with_registry(config_from_args(args), lambda registry: registry.list_api_keys()):
+        state = f"revoked {info.revoked_at:%Y-%m-%d %H:%M}" if info.revoked_at else "active"
+        used = f"{info.last_used_at:%Y-%m-%d %H:%M}" if info.last_used_at else "never"
+        print(f"{info.name}\tcreated {info.created_at:%Y-%m-%d %H:%M}\t{state}\tlast used {used}")
     return 0
 
 
 def _revoke(args: argparse.Namespace) -> int:
-    async def revoke() -> bool:
-        registry = await _open(config_from_args(args))
-        try:
-            return await registry.revoke_api_key(args.name)
-        finally:
-            await registry.close()
-
-    if anyio.run(revoke):
+    if with_registry(config_from_args(args), lambda registry: registry.revoke_api_key(args.name)):
         print(f"revoked {args.name}")
         return 0
     print(f"zatca-appliance: no active API key named {args.name!r}")
@@ -80,21 +53,17 @@ def ensure_api_key(config: AppConfig, name: str, wanted: str | None, remember_in
     """The development key: the one asked for, else the one made earlier, else a new one."""
     remembered = remember_in.read_text(encoding="utf-8").strip() if remember_in.exists() else None
 
-    async def ensure() -> tuple[str, bool]:
-        registry = await _open(config)
-        try:
-            if wanted is not None:
-                if await registry.authenticate(wanted) is None:
-                    await registry.add_api_key(f"{name}-given", wanted, actor=ACTOR_SYSTEM)
-                return wanted, False
-            if remembered and await registry.authenticate(remembered) is not None:
-                return remembered, False
-            await registry.revoke_api_key(name, actor=ACTOR_SYSTEM)
-            return await registry.create_api_key(name, actor=ACTOR_SYSTEM), True
-        finally:
-            await registry.close()
+    async def ensure(registry: SqliteRegistry) -> tuple[str, bool]:
+        if wanted is not None:
+            if await registry.authenticate(wanted) is None:
+                await registry.add_api_key(f"{name}-given", wanted, actor=ACTOR_SYSTEM)
+            return wanted, False
+        if remembered and await registry.authenticate(remembered) is not None:
+            return remembered, False
+        await registry.revoke_api_key(name, actor=ACTOR_SYSTEM)
+        return await registry.create_api_key(name, actor=ACTOR_SYSTEM), True
 
-    key, created = anyio.run(ensure)
+    key, created = with_registry(config, ensure)
     if created:
         fd = os.open(remember_in, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:

@@ -10,12 +10,10 @@ from __future__ import annotations
 import argparse
 import re
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-import anyio
-
-from appliance.cli.common import add_config_option, config_from_args
+from appliance.cli.common import add_config_option, config_from_args, with_registry
+from appliance.config import AppConfig
 from appliance.errors import StorageError
 from appliance.storage import GENESIS_HASH, AuditProblem, AuditRecord, SqliteRegistry
 
@@ -58,28 +56,25 @@ def _positive(text: str) -> int:
     return value
 
 
-def _existing_registry(args: argparse.Namespace) -> Path:
-    path = config_from_args(args).storage.registry_path
+def _config_with_registry(args: argparse.Namespace) -> AppConfig:
+    config = config_from_args(args)
+    path = config.storage.registry_path
     # Opening creates a missing registry; an empty one made from a typo must not verify as intact.
     if not path.exists():
         raise StorageError(f"no registry at {path} (check storage.data_dir)")
-    return path
+    return config
 
 
 def _verify(args: argparse.Namespace) -> int:
-    path = _existing_registry(args)
-
-    async def verify() -> tuple[list[AuditProblem], AuditRecord | None, AuditRecord | None]:
-        registry = await SqliteRegistry.open(path)
-        try:
-            problems = await registry.verify_audit()
-            head = await registry.audit_head()
-            anchor = await registry.find_audit_record(args.expect_head) if args.expect_head else None
-        finally:
-            await registry.close()
+    async def verify(
+        registry: SqliteRegistry,
+    ) -> tuple[list[AuditProblem], AuditRecord | None, AuditRecord | None]:
+        problems = await registry.verify_audit()
+        head = await registry.audit_head()
+        anchor = await registry.find_audit_record(args.expect_head) if args.expect_head else None
         return problems, head, anchor
 
-    problems, head, anchor = anyio.run(verify)
+    problems, head, anchor = with_registry(_config_with_registry(args), verify)
     if problems:
         print(f"audit trail NOT intact: {len(problems)} problem(s)")
         for problem in problems:
@@ -101,16 +96,10 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    path = _existing_registry(args)
+    async def show(registry: SqliteRegistry) -> list[AuditRecord]:
+        return await registry.audit_records(device_id=args.device, limit=args.limit)
 
-    async def show() -> list[AuditRecord]:
-        registry = await SqliteRegistry.open(path)
-        try:
-            return await registry.audit_records(device_id=args.device, limit=args.limit)
-        finally:
-            await registry.close()
-
-    records = anyio.run(show)
+    records = with_registry(_config_with_registry(args), show)
     if not records:
         print("no audit records" + (f" for device {args.device}" if args.device else ""))
         return 0

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
+import anyio
 import msgspec
 
 from appliance.config import AppConfig, HsmSettings, load_config
+from appliance.storage import SqliteRegistry
+
+T = TypeVar("T")
 
 
 def add_config_option(parser: argparse.ArgumentParser) -> None:
@@ -43,3 +49,13 @@ def hsm_settings_from_args(args: argparse.Namespace) -> HsmSettings:
     elif "token_label" in overrides:
         overrides["token_uri"] = None
     return msgspec.structs.replace(settings, **overrides)
+
+
+def with_registry(config: AppConfig, use: Callable[[SqliteRegistry], Awaitable[T]]) -> T:
+    """Open the configured registry, run `use` on it, close it; for one-shot commands."""
+
+    async def run() -> T:
+        async with await SqliteRegistry.open(config.storage.registry_path) as registry:
+            return await use(registry)
+
+    return anyio.run(run)

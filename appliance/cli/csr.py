@@ -18,19 +18,6 @@ from appliance.errors import ValidationFailed
 from appliance.x509.csr import build_zatca_csr, csr_request_value, csr_to_pem
 from appliance.x509.fields import CsrFields, build_csr_fields
 
-# Logical field names (appliance.x509.fields) as the user typed them on this command line.
-FLAG_BY_FIELD = {
-    "common_name": "--common-name",
-    "egs_serial": "--egs-serial",
-    "vat": "--vat",
-    "organization_name": "--organization-name",
-    "organization_unit": "--organization-unit",
-    "country": "--country",
-    "invoice_type": "--invoice-type",
-    "location": "--location",
-    "industry": "--industry",
-}
-
 EXIT_INVALID_INPUT = 2
 
 
@@ -88,7 +75,8 @@ def create_csr(args: argparse.Namespace) -> int:
         fields = _fields_from_args(args)
     except ValidationFailed as exc:
         for problem in exc.problems:
-            flag = FLAG_BY_FIELD.get(problem.field, problem.field)
+            # Each flag is its logical field name (appliance.x509.fields) the way argparse spells it.
+            flag = "--" + problem.field.replace("_", "-")
             print(f"zatca-appliance csr: {flag}: {problem.message}", file=sys.stderr)
         return EXIT_INVALID_INPUT
 

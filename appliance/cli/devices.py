@@ -10,11 +10,9 @@ import argparse
 from datetime import timedelta
 from typing import Any
 
-import anyio
-
-from appliance.cli.common import add_config_option, config_from_args
+from appliance.cli.common import add_config_option, config_from_args, with_registry
 from appliance.domain import DeviceStatus, Environment
-from appliance.storage import DeviceRecord, SqliteRegistry
+from appliance.storage import DeviceRecord
 
 
 def register(commands: argparse._SubParsersAction[Any]) -> None:
@@ -42,40 +40,29 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
 
 
 def _list(args: argparse.Namespace) -> int:
-    async def listing() -> None:
-        registry = await SqliteRegistry.open(config_from_args(args).storage.registry_path)
-        try:
-            page = await registry.list_devices(
-                limit=args.limit,
-                status=DeviceStatus(args.status) if args.status else None,
-                environment=Environment(args.environment) if args.environment else None,
-            )
-        finally:
-            await registry.close()
+    page = with_registry(
+        config_from_args(args),
+        lambda registry: registry.list_devices(
+            limit=args.limit,
+            status=DeviceStatus(args.status) if args.status else None,
+            environment=Environment(args.environment) if args.environment else None,
+        ),
+    )
+    print(
+        f"{'DEVICE ID':<36}  {'STATUS':<7}  {'ENVIRONMENT':<11}  {'FORMAT':<6}  {'VAT':<15}  "
+        f"{'EGS SERIAL':<20}  {'CKA_ID':<32}  LABEL"
+    )
+    for r in page.items:
         print(
-            "DEVICE ID                             STATUS   ENVIRONMENT  FORMAT  VAT              EGS SERIAL"
-            "            CKA_ID                            LABEL"
+            f"{r.device_id}  {r.status:<7}  {r.environment:<11}  {r.invoice_format:<6}  {r.vat}  "
+            f"{r.egs_serial:<20}  {r.key_id_hex}  {r.key_label}"
         )
-        for r in page.items:
-            print(
-                f"{r.device_id}  {r.status:<7}  {r.environment:<11}  {r.invoice_format:<6}  {r.vat}  "
-                f"{r.egs_serial:<20}  {r.key_id_hex}  {r.key_label}"
-            )
-        print(f"({len(page.items)} of {page.total})")
-
-    anyio.run(listing)
+    print(f"({len(page.items)} of {page.total})")
     return 0
 
 
 def _show(args: argparse.Namespace) -> int:
-    async def show() -> DeviceRecord:
-        registry = await SqliteRegistry.open(config_from_args(args).storage.registry_path)
-        try:
-            return await registry.get(args.device_id)
-        finally:
-            await registry.close()
-
-    record = anyio.run(show)
+    record = with_registry(config_from_args(args), lambda registry: registry.get(args.device_id))
     for label, value in _describe(record):
         print(f"{label:<22}{value}")
     return 0
@@ -115,29 +102,21 @@ def _reconcile(args: argparse.Namespace) -> int:
     from appliance.services.reconcile import reconcile
 
     config = config_from_args(args)
-
-    async def run() -> int:
-        store = await anyio.to_thread.run_sync(KeyStore.open, config.hsm)
-        registry = await SqliteRegistry.open(config.storage.registry_path)
-        try:
-            report = await reconcile(
-                AsyncKeyStore(store),
-                registry,
-                pending_older_than=timedelta(
-                    seconds=config.storage.stale_pending_seconds
-                    if args.older_than is None
-                    else args.older_than
-                ),
-                actor="cli",
-            )
-        finally:
-            await registry.close()
-            await anyio.to_thread.run_sync(store.close)
-        print(f"interrupted registrations marked failed: {len(report.pending_failed)}")
-        print(f"keys destroyed (failed or without a registry row): {len(report.keys_destroyed)}")
-        print(f"keys not created by the appliance (left alone): {len(report.unmanaged_keys)}")
-        for device_id in report.active_without_key:
-            print(f"ACTIVE DEVICE WITHOUT ITS KEY: {device_id}")
-        return 0 if report.consistent else 1
-
-    return anyio.run(run)
+    older_than = config.storage.stale_pending_seconds if args.older_than is None else args.older_than
+    # Opened before the event loop starts; a CLI has nothing else to keep responsive.
+    store = KeyStore.open(config.hsm)
+    try:
+        report = with_registry(
+            config,
+            lambda registry: reconcile(
+                AsyncKeyStore(store), registry, pending_older_than=timedelta(seconds=older_than), actor="cli"
+            ),
+        )
+    finally:
+        store.close()
+    print(f"interrupted registrations marked failed: {len(report.pending_failed)}")
+    print(f"keys destroyed (failed or without a registry row): {len(report.keys_destroyed)}")
+    print(f"keys not created by the appliance (left alone): {len(report.unmanaged_keys)}")
+    for device_id in report.active_without_key:
+        print(f"ACTIVE DEVICE WITHOUT ITS KEY: {device_id}")
+    return 0 if report.consistent else 1

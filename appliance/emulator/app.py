@@ -39,15 +39,15 @@ from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 from appliance.emulator import wire
 from appliance.emulator.authority import EmulatorAuthority
 from appliance.emulator.faults import FaultQueue, PendingFault
-from appliance.emulator.gateway import ENVIRONMENTS, EmulatedGateway, EnvironmentProfile
+from appliance.emulator.gateway import ENVIRONMENTS, EmulatedGateway, EnvironmentProfile, unpassed_steps
 from appliance.emulator.settings import EmulatorSettings, FaultSpec
 from appliance.emulator.store import EmulatorStore
 
 ADMIN_PREFIX = "/emulator"
 ZATCA_PREFIX = "/e-invoicing/{environment:str}"
 
-# What a ZATCA endpoint does once faults and headers are dealt with: (environment, request, body, wrong_key).
-Operation = Callable[[EnvironmentProfile, Request[Any, Any, Any], bytes, bool], wire.Answer]
+# What a ZATCA endpoint does once faults and Accept-Version are dealt with: (environment, body, wrong_key).
+Operation = Callable[[EnvironmentProfile, bytes, bool], wire.Answer]
 
 
 class OtpRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -127,7 +127,7 @@ class EmulatorRuntime:
         if request.headers.get("accept-version") != "V2":
             return _response(wire.unsupported_version())
         body = await request.body()
-        return _response(operation(profile, request, body, wrong_key))
+        return _response(operation(profile, body, wrong_key))
 
 
 def _response(answer: wire.Answer) -> Response[bytes]:
@@ -144,12 +144,12 @@ def _runtime(state: State) -> EmulatorRuntime:
 
 @post(f"{ZATCA_PREFIX}/compliance", status_code=HTTP_200_OK)
 async def compliance(request: Request[Any, Any, Any], environment: str, state: State) -> Response[bytes]:
-    gateway = _runtime(state).gateway
-    return await _runtime(state).serve(
+    runtime = _runtime(state)
+    return await runtime.serve(
         request,
         environment,
-        lambda profile, req, body, wrong_key: gateway.request_compliance_csid(
-            profile, req.headers.get("otp"), body, wrong_key=wrong_key
+        lambda profile, body, wrong_key: runtime.gateway.request_compliance_csid(
+            profile, request.headers.get("otp"), body, wrong_key=wrong_key
         ),
     )
 
@@ -158,12 +158,12 @@ async def compliance(request: Request[Any, Any, Any], environment: str, state: S
 async def production_csids(
     request: Request[Any, Any, Any], environment: str, state: State
 ) -> Response[bytes]:
-    gateway = _runtime(state).gateway
-    return await _runtime(state).serve(
+    runtime = _runtime(state)
+    return await runtime.serve(
         request,
         environment,
-        lambda profile, req, body, wrong_key: gateway.request_production_csid(
-            profile, req.headers.get("authorization"), body, wrong_key=wrong_key
+        lambda profile, body, wrong_key: runtime.gateway.request_production_csid(
+            profile, request.headers.get("authorization"), body, wrong_key=wrong_key
         ),
     )
 
@@ -172,12 +172,12 @@ async def production_csids(
 async def renew_production_csids(
     request: Request[Any, Any, Any], environment: str, state: State
 ) -> Response[bytes]:
-    gateway = _runtime(state).gateway
-    return await _runtime(state).serve(
+    runtime, headers = _runtime(state), request.headers
+    return await runtime.serve(
         request,
         environment,
-        lambda profile, req, body, wrong_key: gateway.renew_production_csid(
-            profile, req.headers.get("authorization"), req.headers.get("otp"), body, wrong_key=wrong_key
+        lambda profile, body, wrong_key: runtime.gateway.renew_production_csid(
+            profile, headers.get("authorization"), headers.get("otp"), body, wrong_key=wrong_key
         ),
     )
 
@@ -228,18 +228,18 @@ async def pass_compliance_steps(data: ComplianceStepsRequest, state: State) -> C
         raise NotFoundException(str(exc)) from exc
     except ValueError as exc:
         raise HTTPException(status_code=400, detail=str(exc)) from exc
-    required = wire.required_compliance_steps(record.invoice_type)
     return ComplianceStepsAnswer(
-        request_id=record.request_id,
-        passed=sorted(record.passed_steps),
-        missing=[step for step in required if step not in record.passed_steps],
+        request_id=record.request_id, passed=sorted(record.passed_steps), missing=unpassed_steps(record)
     )
+
+
+def _behaviour(gateway: EmulatedGateway) -> Behaviour:
+    return Behaviour(gateway.auto_pass_compliance_steps, gateway.renewal_requires_compliance)
 
 
 @get(f"{ADMIN_PREFIX}/behaviour")
 async def get_behaviour(state: State) -> Behaviour:
-    gateway = _runtime(state).gateway
-    return Behaviour(gateway.auto_pass_compliance_steps, gateway.renewal_requires_compliance)
+    return _behaviour(_runtime(state).gateway)
 
 
 @patch(f"{ADMIN_PREFIX}/behaviour")
@@ -249,7 +249,7 @@ async def set_behaviour(data: Behaviour, state: State) -> Behaviour:
         gateway.auto_pass_compliance_steps = data.auto_pass_compliance_steps
     if data.renewal_requires_compliance is not None:
         gateway.renewal_requires_compliance = data.renewal_requires_compliance
-    return Behaviour(gateway.auto_pass_compliance_steps, gateway.renewal_requires_compliance)
+    return _behaviour(gateway)
 
 
 @get(f"{ADMIN_PREFIX}/requests")

@@ -92,7 +92,7 @@ class EmulatorAuthority:
             .not_valid_before(now)
             .not_valid_after(now.replace(year=now.year + CA_VALIDITY_YEARS, day=min(now.day, 28)))
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(_ca_key_usage(), critical=True)
+            .add_extension(_key_usage(key_cert_sign=True, crl_sign=True), critical=True)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
             .sign(key, hashes.SHA256())
         )
@@ -114,7 +114,7 @@ class EmulatorAuthority:
         builder = self._builder(subject, content.subject_alt_name_der, public_key)
         if production:
             builder = (
-                builder.add_extension(_signing_key_usage(), critical=True)
+                builder.add_extension(_key_usage(digital_signature=True), critical=True)
                 .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
                 .add_extension(
                     x509.AuthorityKeyIdentifier.from_issuer_public_key(self._key.public_key()), critical=False
@@ -195,29 +195,17 @@ def _throwaway_public_key() -> ec.EllipticCurvePublicKey:
     return ec.generate_private_key(ec.SECP256K1()).public_key()
 
 
-def _ca_key_usage() -> x509.KeyUsage:
+def _key_usage(
+    *, digital_signature: bool = False, key_cert_sign: bool = False, crl_sign: bool = False
+) -> x509.KeyUsage:
     return x509.KeyUsage(
-        digital_signature=False,
+        digital_signature=digital_signature,
         content_commitment=False,
         key_encipherment=False,
         data_encipherment=False,
         key_agreement=False,
-        key_cert_sign=True,
-        crl_sign=True,
-        encipher_only=False,
-        decipher_only=False,
-    )
-
-
-def _signing_key_usage() -> x509.KeyUsage:
-    return x509.KeyUsage(
-        digital_signature=True,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=False,
-        crl_sign=False,
+        key_cert_sign=key_cert_sign,
+        crl_sign=crl_sign,
         encipher_only=False,
         decipher_only=False,
     )

@@ -132,11 +132,11 @@ def check_csr(der: bytes, expected_template: str) -> AcceptedCsr:
             raise _invalid(
                 "the signature does not verify with the request's public key (proof of possession)"
             )
-        _check_subject(info["subject"])
+        subject = _checked_subject(info["subject"])
         extensions = _requested_extensions(info["attributes"])
         template = _template_name(extensions)
         san_values = _subject_alt_name_values(extensions[SUBJECT_ALT_NAME_OID])
-        _check_san_values(san_values, organization_unit=_subject_values(info["subject"])["OU"].text)
+        _check_san_values(san_values, organization_unit=subject["OU"].text)
     except (ValueError, TypeError, KeyError) as exc:
         # asn1crypto parses lazily: broken inner DER surfaces here, wherever it is first touched.
         raise _invalid(f"the request is not well-formed DER PKCS#10 ({type(exc).__name__})") from exc
@@ -214,17 +214,14 @@ def _directory_string(value: core.Asn1Value) -> AttributeValue:
     raise _invalid(f"attribute values must be UTF8String or PrintableString, not {type(parsed).__name__}")
 
 
-def _subject_values(subject: asn1_x509.Name) -> dict[str, AttributeValue]:
-    return _attribute_values(subject, SUBJECT_ORDER, "subject")
-
-
-def _check_subject(subject: asn1_x509.Name) -> None:
-    values = _subject_values(subject)
+def _checked_subject(subject: asn1_x509.Name) -> dict[str, AttributeValue]:
+    values = _attribute_values(subject, SUBJECT_ORDER, "subject")
     country = values["C"]
     if country.string_type != "PrintableString" or not _COUNTRY.fullmatch(country.text):
         raise _invalid("subject: C must be a PrintableString ISO 3166 alpha-2 code such as SA")
     for label in ("OU", "O", "CN"):
         _check_text(values[label].text, f"subject {label}")
+    return values
 
 
 def _requested_extensions(attributes: pkcs10.CRIAttributes) -> dict[str, bytes]:

@@ -35,7 +35,6 @@ logger = logging.getLogger("appliance.emulator")
 # The developer portal has no OTPs of its own; ZATCA's examples use this one (zatca-protocol.md 4.1).
 SANDBOX_OTP = "123345"
 ALL_COMPLIANCE_STEPS = frozenset(step for steps in wire.COMPLIANCE_STEPS_BY_FLAG.values() for step in steps)
-_OTP_ISSUING_ENVIRONMENTS = {"Simulation": "simulation", "Production": "core"}
 _FIFTEEN_DIGITS = re.compile(r"[0-9]{15}")
 
 
@@ -57,6 +56,9 @@ ENVIRONMENTS = {
         EnvironmentProfile("simulation", "Simulation", "PREZATCA-Code-Signing"),
         EnvironmentProfile("core", "Production", "ZATCA-Code-Signing"),
     )
+}
+_OTP_ISSUING_ENVIRONMENTS = {
+    profile.name: profile.path_name for profile in ENVIRONMENTS.values() if not profile.has_fixed_otp
 }
 
 
@@ -159,8 +161,7 @@ class EmulatedGateway:
             raise _Refused(wire.invalid_current_ccsid(), "Invalid-CurrentCCSID (other environment)")
         if _requested_compliance_id(body) != compliance.request_id:
             raise _Refused(wire.invalid_compliance_request_id(), "Invalid-ComplianceRequestId")
-        required = wire.required_compliance_steps(compliance.invoice_type)
-        missing = [step for step in required if step not in compliance.passed_steps]
+        missing = unpassed_steps(compliance)
         if missing:
             raise _Refused(wire.missing_compliance_steps(missing), "Missing-ComplianceSteps")
         content = CertificateContent.from_certificate(compliance.certificate_der)
@@ -308,6 +309,15 @@ class EmulatedGateway:
         # Only the reason: never the OTP, the credentials or the CSR's content.
         logger.info("%s %s refused: %s", environment.path_name, endpoint, refused.reason)
         return refused.answer
+
+
+def unpassed_steps(record: CsidRecord) -> list[str]:
+    """The compliance steps `record`'s title obliges that it has not passed yet, in ZATCA's order."""
+    return [
+        step
+        for step in wire.required_compliance_steps(record.invoice_type)
+        if step not in record.passed_steps
+    ]
 
 
 def _require_otp_for_vat(otp_vat: str | None, csr_vat: str) -> None:

@@ -13,7 +13,7 @@ import secrets
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -140,9 +140,11 @@ class EmulatorStore:
         record = self.csid_by_request_id(request_id)
         if record is None:
             return None
-        passed = ",".join(sorted(record.passed_steps | set(steps)))
-        self._db.execute("UPDATE csids SET passed_steps = ? WHERE request_id = ?", (passed, request_id))
-        return self.csid_by_request_id(request_id)
+        passed = record.passed_steps | set(steps)
+        self._db.execute(
+            "UPDATE csids SET passed_steps = ? WHERE request_id = ?", (",".join(sorted(passed)), request_id)
+        )
+        return replace(record, passed_steps=passed)
 
     def mint_otp(self, environment: str, vat: str, ttl_seconds: float) -> str:
         now = self._clock()

@@ -52,9 +52,12 @@ class AsyncKeyStore:
         return self.store.token_label
 
     async def _run(self, call: Callable[[], T], operation: str | None = None) -> T:
+        return await anyio.to_thread.run_sync(self._timed(call, operation), limiter=self.limiter)
+
+    def _timed(self, call: Callable[[], T], operation: str | None) -> Callable[[], T]:
         observe = self._observe
         if observe is None or operation is None:
-            return await anyio.to_thread.run_sync(call, limiter=self.limiter)
+            return call
 
         def timed() -> T:
             started = time.perf_counter()
@@ -63,7 +66,14 @@ class AsyncKeyStore:
             finally:
                 observe(operation, time.perf_counter() - started)
 
-        return await anyio.to_thread.run_sync(timed, limiter=self.limiter)
+        return timed
+
+    def signer_in_worker(self, device_id: uuid.UUID) -> Callable[[bytes], bytes]:
+        """A synchronous, observed `sign_digest` for code that already runs on a worker thread
+        (the CSR builder calls back into the token from inside its own thread hop)."""
+        return lambda digest: self._timed(
+            functools.partial(self.store.sign_digest, device_id, digest), "sign_digest"
+        )()
 
     async def close(self) -> None:
         await self._run(self.store.close)

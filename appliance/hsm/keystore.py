@@ -54,7 +54,6 @@ class KeyStore:
         self._selector = _selector
         self._module_path = _module_path
         self._pid = os.getpid()
-        self._runtime: ModuleRuntime | None = None
         self._connection: TokenConnection | None = None
         self._connect_lock = threading.Lock()
         self._closed = False
@@ -222,15 +221,12 @@ class KeyStore:
             if self._pid != os.getpid():
                 # Sessions and handles came from the parent; dropped without closing them there.
                 self._pid = os.getpid()
-                self._runtime = None
                 self._connection = None
             connection = self._connection
-            runtime = self._runtime
             if (
                 connection is not None
-                and runtime is not None
                 and not connection.broken
-                and connection.generation == runtime.generation
+                and connection.generation == connection.runtime.generation
             ):
                 return connection
             self._connection = None
@@ -238,7 +234,7 @@ class KeyStore:
                 self._discard(connection)
             # Looked up again on every reconnect: it also brings the module back to this store's
             # SoftHSM configuration if another store switched it.
-            runtime = self._runtime = load_module(self._module_path, self._settings.softhsm_conf)
+            runtime = load_module(self._module_path, self._settings.softhsm_conf)
             self._connection = self._connect(runtime)
             return self._connection
 

@@ -42,7 +42,8 @@ def _configured_sources(settings: HsmSettings) -> list[tuple[str, Callable[[], s
     sources: list[tuple[str, Callable[[], str]]] = []
     if settings.pin_file is not None:
         path = Path(settings.pin_file)
-        sources.append((f"hsm.pin_file {path}", lambda: _read_file(path, f"hsm.pin_file {path}")))
+        pin_file_described = f"hsm.pin_file {path}"
+        sources.append((pin_file_described, lambda: _read_file(path, pin_file_described)))
     if settings.pin_env is not None:
         variable = settings.pin_env
         sources.append((f"hsm.pin_env ${variable}", lambda: _read_env(variable)))

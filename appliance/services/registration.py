@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,7 +36,7 @@ from appliance.services.requests import RegistrationRequest
 from appliance.storage import ActivationData, AuditedDeviceRegistry, AuditEvent, DeviceRecord, api_key_actor
 from appliance.x509.csr import build_zatca_csr, csr_to_pem
 from appliance.x509.fields import CsrFields, egs_serial_number
-from appliance.zatca import CsidResponse, ZatcaClient
+from appliance.zatca import COMPLIANCE_CSID, CsidResponse, ZatcaClient
 
 log = logging.getLogger("appliance.registration")
 
@@ -125,11 +124,10 @@ class RegistrationService:
             csid = await self._zatca.request_compliance_csid(
                 request.environment, csr_pem, self._otp_for(request)
             )
-            _require_certificate_for_key(csid, public_key_der)
+            certificate = _certificate_for_key(csid, public_key_der)
             # Sealing the secret needs the token and activation needs the registry: until both
             # are done we do not hold ZATCA's credentials, so a failure here abandons as well.
             secret_ciphertext = await self._keys.encrypt_secret(csid.secret.encode())
-            certificate = x509.load_der_x509_certificate(csid.certificate_der)
             await self._registry.mark_active(
                 record.device_id,
                 ActivationData(
@@ -177,14 +175,7 @@ class RegistrationService:
             industry=request.industry,
         )
         # The ASN.1 work is CPU-bound and the signature is a token call: both stay off the loop.
-        store = self._keys.store
-
-        def sign(digest: bytes) -> bytes:
-            started = time.perf_counter()
-            try:
-                return store.sign_digest(device_id, digest)
-            finally:
-                self._metrics.observe_hsm("sign_digest", time.perf_counter() - started)
+        sign = self._keys.signer_in_worker(device_id)
 
         def build() -> bytes:
             return build_zatca_csr(fields, public_key_der, sign)
@@ -251,16 +242,18 @@ class RegistrationService:
         self._metrics.audit_records.labels(event=str(event)).inc()
 
 
-def _require_certificate_for_key(csid: CsidResponse, public_key_der: bytes) -> None:
+def _certificate_for_key(csid: CsidResponse, public_key_der: bytes) -> x509.Certificate:
+    """ZATCA's certificate, refused unless it certifies the key we sent."""
     certificate = x509.load_der_x509_certificate(csid.certificate_der)
     issued_for = certificate.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
     if issued_for != public_key_der:
         raise CertificateMismatch(
-            "/compliance",
+            COMPLIANCE_CSID.name,
             "bad-response",
             "the issued certificate is for another public key (SHA-256 "
             f"{hashlib.sha256(issued_for).hexdigest()[:16]}...), refused",
         )
+    return certificate
 
 
 def _outcome_label(exc: ApplianceError) -> str:

@@ -6,6 +6,9 @@ on every request. Checking compares the presented hash with every active key's h
 `hmac.compare_digest` and no early exit, so timing says nothing about which key (if any) was
 close. `last_used_at` is written at most once per LAST_USED_RESOLUTION per key, so steady
 traffic does not turn every authenticated request into a disk write.
+
+The writing functions run inside the transaction `Database.write` holds, so a key change
+and its audit record commit together.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import msgspec
 
 from appliance.errors import Conflict, FieldProblem, ValidationFailed
 from appliance.storage.models import ApiKeyInfo
-from appliance.storage.sql import timestamp_from_text, timestamp_text, transaction
+from appliance.storage.sql import timestamp_from_text, timestamp_text
 
 API_KEY_PREFIX = "zak_"
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -76,21 +79,20 @@ def needs_touch(key: ActiveApiKey, now: datetime) -> bool:
 
 
 def insert(connection: sqlite3.Connection, name: str, key_hash: bytes, created_at: datetime) -> None:
-    with transaction(connection, write=True):
-        try:
-            connection.execute(
-                "INSERT INTO api_keys (name, key_hash, created_at) VALUES (?, ?, ?)",
-                (name, key_hash, timestamp_text(created_at)),
-            )
-        except sqlite3.IntegrityError as exc:
-            # Conflict's second argument names a device; an API key has none to name.
-            if connection.execute(
-                "SELECT 1 FROM api_keys WHERE name = ? AND revoked_at IS NULL", (name,)
-            ).fetchone():
-                raise Conflict(f"an active API key named {name!r} already exists", "") from exc
-            if connection.execute("SELECT 1 FROM api_keys WHERE key_hash = ?", (key_hash,)).fetchone():
-                raise Conflict("this key was issued before (and may be revoked); choose another", "") from exc
-            raise
+    try:
+        connection.execute(
+            "INSERT INTO api_keys (name, key_hash, created_at) VALUES (?, ?, ?)",
+            (name, key_hash, timestamp_text(created_at)),
+        )
+    except sqlite3.IntegrityError as exc:
+        # Conflict's second argument names a device; an API key has none to name.
+        if connection.execute(
+            "SELECT 1 FROM api_keys WHERE name = ? AND revoked_at IS NULL", (name,)
+        ).fetchone():
+            raise Conflict(f"an active API key named {name!r} already exists", "") from exc
+        if connection.execute("SELECT 1 FROM api_keys WHERE key_hash = ?", (key_hash,)).fetchone():
+            raise Conflict("this key was issued before (and may be revoked); choose another", "") from exc
+        raise
 
 
 def active_keys(connection: sqlite3.Connection) -> list[ActiveApiKey]:
@@ -104,11 +106,10 @@ def active_keys(connection: sqlite3.Connection) -> list[ActiveApiKey]:
 
 
 def touch(connection: sqlite3.Connection, seq: int, used_at: datetime) -> None:
-    with transaction(connection, write=True):
-        connection.execute(
-            "UPDATE api_keys SET last_used_at = ? WHERE seq = ? AND revoked_at IS NULL",
-            (timestamp_text(used_at), seq),
-        )
+    connection.execute(
+        "UPDATE api_keys SET last_used_at = ? WHERE seq = ? AND revoked_at IS NULL",
+        (timestamp_text(used_at), seq),
+    )
 
 
 def all_keys(connection: sqlite3.Connection) -> list[ApiKeyInfo]:
@@ -127,9 +128,8 @@ def all_keys(connection: sqlite3.Connection) -> list[ApiKeyInfo]:
 
 
 def revoke(connection: sqlite3.Connection, name: str, revoked_at: datetime) -> bool:
-    with transaction(connection, write=True):
-        revoked = connection.execute(
-            "UPDATE api_keys SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL",
-            (timestamp_text(revoked_at), name),
-        ).rowcount
+    revoked = connection.execute(
+        "UPDATE api_keys SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL",
+        (timestamp_text(revoked_at), name),
+    ).rowcount
     return revoked > 0

@@ -39,9 +39,10 @@ def append(
 ) -> AuditRecord:
     """Chain one record onto the head.
 
-    The head is read under the write lock, so no other writer (thread or process) can append
-    between the read and the insert. The time is taken under the lock too, which keeps times
-    in `seq` order whenever the clock is.
+    Runs inside the write transaction `Database.write` holds (with the change it records, if
+    any): the head is read under the write lock, so no other writer (thread or process) can
+    append between the read and the insert. The time is taken under the lock too, which keeps
+    times in `seq` order whenever the clock is.
     """
     if not actor or not outcome:
         raise ValueError("an audit record needs an actor and an outcome")
@@ -49,16 +50,17 @@ def append(
     device_id = None if device_id is None else _storable(device_id)
     outcome = _storable(outcome)
     detail = _short_detail(_storable(detail))
-    with transaction(connection, write=True):
-        head_row = connection.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
-        seq, prev_hash = (1, GENESIS_HASH) if head_row is None else (head_row["seq"] + 1, head_row["hash"])
-        time = timestamp_text(clock())
-        payload = (time, actor, device_id, str(event), outcome, detail)
-        chained = record_hash(seq, payload, prev_hash)
-        connection.execute(
-            f"INSERT INTO audit_log ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
-            (seq, *payload, prev_hash, chained),
-        )
+    if not connection.in_transaction:
+        raise ValueError("an audit record must be appended inside a write transaction, or the chain can fork")
+    head_row = connection.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+    seq, prev_hash = (1, GENESIS_HASH) if head_row is None else (head_row["seq"] + 1, head_row["hash"])
+    time = timestamp_text(clock())
+    payload = (time, actor, device_id, str(event), outcome, detail)
+    chained = record_hash(seq, payload, prev_hash)
+    connection.execute(
+        f"INSERT INTO audit_log ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
+        (seq, *payload, prev_hash, chained),
+    )
     return AuditRecord(
         seq=seq,
         time=datetime.fromisoformat(time),

@@ -24,6 +24,7 @@ import msgspec
 
 from appliance.errors import StorageError
 from appliance.storage.schema import migrate
+from appliance.storage.sql import transaction
 
 T = TypeVar("T")
 
@@ -111,7 +112,15 @@ class Database:
         return cls(path, writer, reader)
 
     async def write(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        return await anyio.to_thread.run_sync(self._run, self._writer, work, limiter=self._writer_limiter)
+        """Run `work` as one write transaction, so a change and its audit record commit together."""
+
+        def in_transaction(connection: sqlite3.Connection) -> T:
+            with transaction(connection, write=True):
+                return work(connection)
+
+        return await anyio.to_thread.run_sync(
+            self._run, self._writer, in_transaction, limiter=self._writer_limiter
+        )
 
     async def read(self, work: Callable[[sqlite3.Connection], T]) -> T:
         return await anyio.to_thread.run_sync(self._run, self._reader, work, limiter=self._reader_limiter)

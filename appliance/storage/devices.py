@@ -1,4 +1,5 @@
-"""SQL for the `devices` table. Blocking functions, run in a worker thread by `Database`.
+"""SQL for the `devices` table. Blocking functions, run in a worker thread by `Database`
+(writes inside the transaction `Database.write` holds).
 
 Column names equal `DeviceRecord` field names, so a row converts to a record in one call.
 """
@@ -53,15 +54,14 @@ def insert_pending(connection: sqlite3.Connection, record: DeviceRecord) -> None
     if record.status is not DeviceStatus.PENDING:
         raise ValueError(f"a new device must be pending, not {record.status}")
     parameters = _parameters(msgspec.to_builtins(record, builtin_types=(datetime, bytes)))
-    with transaction(connection, write=True):
-        try:
-            connection.execute(_INSERT, parameters)
-        except sqlite3.IntegrityError as exc:
-            conflict = _conflict_behind(connection, record)
-            if conflict is None:
-                # A CHECK constraint: the record itself is inconsistent (Database wraps it).
-                raise
-            raise conflict from exc
+    try:
+        connection.execute(_INSERT, parameters)
+    except sqlite3.IntegrityError as exc:
+        conflict = _conflict_behind(connection, record)
+        if conflict is None:
+            # A CHECK constraint: the record itself is inconsistent (Database wraps it).
+            raise
+        raise conflict from exc
 
 
 def _conflict_behind(connection: sqlite3.Connection, record: DeviceRecord) -> Conflict | None:
@@ -90,18 +90,17 @@ def _leave_pending(
     values: dict[str, Any],
 ) -> DeviceRecord:
     parameters = _parameters({**values, "device_id": device_id, "status": target.value})
-    with transaction(connection, write=True):
-        updated = connection.execute(
-            f"UPDATE devices SET status = :status, {assignments}"  # noqa: S608
-            " WHERE device_id = :device_id AND status = 'pending'",
-            parameters,
-        ).rowcount
-        if updated == 0:
-            current = _fetch(connection, device_id)
-            if current is None:
-                raise NotFound(f"no device {device_id}")
-            raise DeviceStateConflict(device_id, current.status.value, target.value)
-        record = _fetch(connection, device_id)
+    updated = connection.execute(
+        f"UPDATE devices SET status = :status, {assignments}"  # noqa: S608
+        " WHERE device_id = :device_id AND status = 'pending'",
+        parameters,
+    ).rowcount
+    if updated == 0:
+        current = _fetch(connection, device_id)
+        if current is None:
+            raise NotFound(f"no device {device_id}")
+        raise DeviceStateConflict(device_id, current.status.value, target.value)
+    record = _fetch(connection, device_id)
     assert record is not None  # the row was updated inside this transaction
     return record
 

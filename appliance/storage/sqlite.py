@@ -119,18 +119,8 @@ class SqliteRegistry(DeviceRegistry, ApiKeyStore, AuditTrail):
         created_at = self._clock()
 
         def insert_and_audit(connection: sqlite3.Connection) -> None:
-            # Two transactions back to back in one hop (apikeys.insert commits its own): nothing
-            # of this process comes between them; only a crash in that instant loses the record.
             apikeys.insert(connection, name, key_hash, created_at)
-            audit_sql.append(
-                connection,
-                clock=self._clock,
-                actor=actor,
-                event=AuditEvent.APIKEY_CREATED,
-                outcome="succeeded",
-                device_id=None,
-                detail=detail,
-            )
+            self._audit_api_key_change(connection, actor, AuditEvent.APIKEY_CREATED, detail)
 
         await self._database.write(insert_and_audit)
 
@@ -153,18 +143,24 @@ class SqliteRegistry(DeviceRegistry, ApiKeyStore, AuditTrail):
         def revoke_and_audit(connection: sqlite3.Connection) -> bool:
             revoked = apikeys.revoke(connection, name, revoked_at)
             if revoked:
-                audit_sql.append(
-                    connection,
-                    clock=self._clock,
-                    actor=actor,
-                    event=AuditEvent.APIKEY_REVOKED,
-                    outcome="succeeded",
-                    device_id=None,
-                    detail=f"name={name}",
-                )
+                self._audit_api_key_change(connection, actor, AuditEvent.APIKEY_REVOKED, f"name={name}")
             return revoked
 
         return await self._database.write(revoke_and_audit)
+
+    def _audit_api_key_change(
+        self, connection: sqlite3.Connection, actor: str, event: AuditEvent, detail: str
+    ) -> None:
+        # In the change's own transaction (`Database.write`): no key changes without its record.
+        audit_sql.append(
+            connection,
+            clock=self._clock,
+            actor=actor,
+            event=event,
+            outcome="succeeded",
+            device_id=None,
+            detail=detail,
+        )
 
     # Audit trail
 
