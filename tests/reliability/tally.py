@@ -11,6 +11,8 @@ class Tally:
     faults_injected: int = 0
     crashes_survived: int = 0
     records_checked: int = 0
+    # Keys pkcs11-tool did not list but that signed when asked (see support.signs_with).
+    listing_misses: int = 0
 
     def lines(self) -> list[str]:
         return [f"{field.name.replace('_', ' ')}: {getattr(self, field.name)}" for field in fields(self)]
