@@ -20,17 +20,28 @@ from appliance import __version__
 from appliance.api.devices import DevicesController
 from appliance.api.errors import EXCEPTION_HANDLERS
 from appliance.api.health import live, ready
+from appliance.api.invoices import InvoicesController
 from appliance.api.metrics_route import metrics
-from appliance.api.middleware import request_context_middleware
+from appliance.api.middleware import listener_split_middleware, request_context_middleware
+from appliance.api.renewal import RenewalController
 from appliance.app_state import Resources
 from appliance.config import AppConfig
 from appliance.daemon.notify import SystemdNotifier
 from appliance.errors import ApplianceError
 from appliance.hsm import AsyncKeyStore, KeyStore
 from appliance.metrics import Metrics
-from appliance.services.reconcile import reconcile
-from appliance.services.registration import RegistrationService
+from appliance.services.invoicing import InvoicingService
+from appliance.services.outbox import Outbox, StatusListener
+from appliance.services.reconcile import reconcile, resolve_interrupted
+from appliance.services.registration import RegistrationService, refresh_expiry_gauge
+from appliance.services.renewal import RenewalService
+from appliance.services.webhooks import WebhookDispatcher
 from appliance.storage import SqliteRegistry
+from appliance.storage.invoices import InvoiceStore
+from appliance.storage.invoices_models import InvoiceRecord
+from appliance.storage.sql import utc_now
+from appliance.storage.webhooks import WebhookStore
+from appliance.webhook import WebhookClient, read_webhook_secret
 from appliance.zatca import ZatcaClient
 
 log = logging.getLogger("appliance.app")
@@ -43,10 +54,10 @@ def create_app(config: AppConfig, key_store: KeyStore | None = None) -> Litestar
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             resources = await open_resources(config, stack, key_store)
-            # Nothing is in flight yet, so every pending row is a registration a crash interrupted.
-            report = await reconcile(resources.keys, resources.registry, pending_older_than=timedelta(0))
-            # Counted from reconciliation's listing: a second one costs seconds with 10,000 keys.
-            resources.metrics.token_device_keys.set(report.device_keys_left)
+            # Before answering: every pending row is a registration a crash interrupted; its key
+            # is destroyed by device id. The full pass (listings of every token: seconds with
+            # 10,000 keys) runs right after start-up, in the background (services/reconcile.py).
+            report = await resolve_interrupted(resources.keys, resources.registry)
             # Find (or create) the probe and secret-box keys now: each first look-up scans the
             # whole token, which the first registration after a restart should not pay for.
             await resources.keys.probe()
@@ -56,26 +67,31 @@ def create_app(config: AppConfig, key_store: KeyStore | None = None) -> Litestar
                 extra={
                     "pending_failed": len(report.pending_failed),
                     "keys_destroyed": len(report.keys_destroyed),
-                    "device_keys": report.device_keys_left,
                 },
             )
             app.state.resources = resources
             background = [
                 asyncio.create_task(_watchdog_pings(SystemdNotifier())),
                 asyncio.create_task(_reconcile_periodically(resources)),
+                # Invoices stored before a restart (or kill -9) are delivered from here on.
+                asyncio.create_task(resources.outbox.run()),
             ]
+            if resources.webhooks is not None:
+                # Status changes stored before a restart are sent from here on.
+                background.append(asyncio.create_task(resources.webhooks.run()))
             try:
                 yield
             finally:
                 for task in background:
                     task.cancel()
+                # Deliveries in flight finish and record their outcome before the registry closes.
+                await resources.outbox.drain()
 
-    return Litestar(
-        route_handlers=[DevicesController, live, ready, metrics],
+    app = Litestar(
+        route_handlers=[DevicesController, RenewalController, InvoicesController, live, ready, metrics],
         dependencies={"resources": Provide(_resources, sync_to_thread=False)},
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[request_context_middleware],
         request_max_body_size=config.server.max_body_bytes,
         # Logging is configured once by the process (appliance.logs), not by the framework.
         logging_config=None,
@@ -86,6 +102,14 @@ def create_app(config: AppConfig, key_store: KeyStore | None = None) -> Litestar
             render_plugins=[SwaggerRenderPlugin()],
         ),
     )
+    # Around Litestar's whole handler, not as route middleware: Litestar's own answers (unknown
+    # route, 405) and the exceptions it maps must carry the request id and Cache-Control too, and
+    # a listener split must act before routing.
+    handler = app.asgi_handler
+    if config.server.ops_port is not None:
+        handler = listener_split_middleware(config.server.ops_port)(handler)
+    app.asgi_handler = request_context_middleware(handler)
+    return app
 
 
 async def open_resources(
@@ -101,20 +125,68 @@ async def open_resources(
     zatca = ZatcaClient(config.zatca, observe=metrics.observe_zatca)
     stack.push_async_callback(zatca.aclose)
     registration = RegistrationService(config, keys, registry, zatca, metrics)
+    renewal = RenewalService(config, keys, registry, zatca, metrics)
+    await refresh_expiry_gauge(registry, metrics)
+    webhook_secret = read_webhook_secret(config.webhooks)
+    webhooks: WebhookDispatcher | None = None
+    if webhook_secret is not None and config.webhooks.url is not None:
+        webhook_client = WebhookClient(config.webhooks.url, webhook_secret, config.webhooks.timeout_seconds)
+        stack.push_async_callback(webhook_client.aclose)
+        webhooks = WebhookDispatcher(
+            settings=config.webhooks,
+            store=WebhookStore(registry.database, utc_now),
+            client=webhook_client,
+            metrics=metrics,
+            poll_seconds=config.invoicing.outbox_poll_seconds,
+        )
+    invoice_store = InvoiceStore(registry.database, utc_now, notify_webhooks=webhooks is not None)
+    outbox = Outbox(
+        settings=config.invoicing,
+        store=invoice_store,
+        registry=registry,
+        keys=keys,
+        zatca=zatca,
+        metrics=metrics,
+        on_status=None if webhooks is None else _waker(webhooks),
+    )
+    invoicing = InvoicingService(
+        config=config, keys=keys, registry=registry, store=invoice_store, outbox=outbox, metrics=metrics
+    )
     return Resources(
-        config=config, keys=keys, registry=registry, zatca=zatca, registration=registration, metrics=metrics
+        config=config,
+        keys=keys,
+        registry=registry,
+        zatca=zatca,
+        registration=registration,
+        metrics=metrics,
+        renewal=renewal,
+        invoicing=invoicing,
+        outbox=outbox,
+        webhooks=webhooks,
     )
 
 
+def _waker(webhooks: WebhookDispatcher) -> StatusListener:
+    """The outbox's status listener: the event is already stored; only wake the dispatcher."""
+
+    async def wake(_: InvoiceRecord) -> None:
+        webhooks.wake()
+
+    return wake
+
+
 async def _reconcile_periodically(resources: Resources) -> None:
-    """Repair what failures left behind while the service runs (a key whose destruction failed
-    because the token was away). Only pending rows older than `stale_pending_seconds` count as
-    interrupted; rows are written before keys, so in-flight registrations are never touched."""
+    """The full pass once right after start-up (orphan keys, failed rows that kept a key, the key
+    count), then every `reconcile_interval_seconds` (0: only the first), to repair what failures
+    left behind while the service runs (a key whose destruction failed because the token was
+    away). Only pending rows older than `stale_pending_seconds` count as interrupted; rows are
+    written before keys, so in-flight registrations are never touched."""
     settings = resources.config.storage
-    if settings.reconcile_interval_seconds <= 0:
-        return
-    while True:
-        await asyncio.sleep(settings.reconcile_interval_seconds)
+    first = True
+    while first or settings.reconcile_interval_seconds > 0:
+        if not first:
+            await asyncio.sleep(settings.reconcile_interval_seconds)
+        first = False
         try:
             report = await reconcile(
                 resources.keys,
@@ -125,6 +197,7 @@ async def _reconcile_periodically(resources: Resources) -> None:
             log.warning("periodic reconciliation skipped", extra={"error": str(exc)})
             continue
         resources.metrics.token_device_keys.set(report.device_keys_left)
+        await refresh_expiry_gauge(resources.registry, resources.metrics)
 
 
 async def _watchdog_pings(notifier: SystemdNotifier) -> None:

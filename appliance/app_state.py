@@ -7,7 +7,11 @@ from dataclasses import dataclass
 from appliance.config import AppConfig
 from appliance.hsm import AsyncKeyStore
 from appliance.metrics import Metrics
+from appliance.services.invoicing import InvoicingService
+from appliance.services.outbox import Outbox
 from appliance.services.registration import RegistrationService
+from appliance.services.renewal import RenewalService
+from appliance.services.webhooks import WebhookDispatcher
 from appliance.storage import SqliteRegistry
 from appliance.zatca import ZatcaClient
 
@@ -20,3 +24,8 @@ class Resources:
     zatca: ZatcaClient
     registration: RegistrationService
     metrics: Metrics
+    renewal: RenewalService
+    invoicing: InvoicingService
+    outbox: Outbox
+    # None when `webhooks.url` is not set.
+    webhooks: WebhookDispatcher | None = None

@@ -40,6 +40,10 @@ class HsmSettings(_Settings):
     softhsm_conf: str | None = None
     # Upper bound of threads that may be inside the token at once (signing runs in parallel).
     worker_threads: int = 8
+    # Labels of further tokens ("partitions") that hold the device keys, spread by device id
+    # (appliance/hsm/partitions.py); same module and PIN as the main token. Empty: device keys
+    # stay in the main token. Fixed once keys exist. See docs/benchmark.md for why (large fleets).
+    partition_labels: list[str] = msgspec.field(default_factory=list)
 
 
 class ZatcaBaseUrls(_Settings):
@@ -65,6 +69,9 @@ class ZatcaSettings(_Settings):
     accept_language: Literal["en", "ar"] = "en"
     # The developer portal has no real OTPs; ZATCA's examples use this one (zatca-protocol.md 4.1).
     sandbox_otp: str = "123345"
+    # `production`: a registration runs the compliance checks and ends with the production CSID.
+    # `compliance`: it stops at the compliance CSID (the user runs the checks and the exchange).
+    onboarding: Literal["production", "compliance"] = "production"
 
 
 class SolutionSettings(_Settings):
@@ -74,10 +81,34 @@ class SolutionSettings(_Settings):
     version: str = "1.0"
 
 
+class TlsSettings(_Settings):
+    """The service's certificate (chain) and key, PEM; `client_ca_file` turns on mutual TLS."""
+
+    certificate_file: str
+    # Readable by the service user only, or a systemd credential
+    # (/run/credentials/zatca-appliance.service/<name>); a group- or world-readable key is refused.
+    key_file: str
+    client_ca_file: str | None = None
+
+
 class ServerSettings(_Settings):
     host: str = "127.0.0.1"
     port: int = 8080
     max_body_bytes: int = 64 * 1024
+    tls: TlsSettings | None = None
+    # Plain HTTP on a non-loopback address carries API keys and private keys in clear: refused
+    # unless this is set, and then warned about at every start.
+    allow_plaintext: bool = False
+    # A second listener on 127.0.0.1 for /metrics and /health/ready, which then leave the main port.
+    ops_port: int | None = None
+    # A request (headers and body) must arrive within this many seconds of the connection
+    # opening or of the previous response; slower connections are closed.
+    request_timeout_seconds: float = 10.0
+    keep_alive_seconds: float = 5.0
+    # Past max_connections the oldest connection still waiting for its request is closed;
+    # a client address holding max_connections_per_client gets no more.
+    max_connections: int = 1000
+    max_connections_per_client: int = 64
 
 
 class StorageSettings(_Settings):
@@ -98,6 +129,36 @@ class LoggingSettings(_Settings):
     format: Literal["json", "text"] = "json"
 
 
+class InvoicingSettings(_Settings):
+    """Model invoicing and the outbox that delivers every stored invoice to ZATCA."""
+
+    # A standard invoice is cleared while its POS waits, at most this long; then it is `Pending`
+    # and the outbox keeps trying.
+    clearance_timeout_seconds: float = 10.0
+    # Deliveries in flight at once, over all devices.
+    outbox_concurrency: int = 16
+    # The outbox looks for due entries this often even when nothing woke it (retries, restarts).
+    outbox_poll_seconds: float = 1.0
+    # Retry after timeouts, connection errors and 5xx: base x 2^attempts, capped, with jitter.
+    retry_base_seconds: float = 2.0
+    retry_max_seconds: float = 300.0
+    # Simplified invoices must reach ZATCA within 24 h: warn when the oldest undelivered one is older.
+    undelivered_warning_seconds: float = 12 * 3600.0
+
+
+class WebhookSettings(_Settings):
+    """Optional: each invoice status change is POSTed as JSON, signed with HMAC-SHA256."""
+
+    url: str | None = None
+    # The HMAC key (readable by the service user only, or a systemd credential).
+    secret_file: str | None = None
+    timeout_seconds: float = 5.0
+    # A refused or failed POST is retried: base x 2^attempts, capped, with jitter; events wait in
+    # the registry meanwhile (restarts lose none).
+    retry_base_seconds: float = 2.0
+    retry_max_seconds: float = 600.0
+
+
 class AppConfig(_Settings):
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
     hsm: HsmSettings = msgspec.field(default_factory=HsmSettings)
@@ -105,6 +166,8 @@ class AppConfig(_Settings):
     solution: SolutionSettings = msgspec.field(default_factory=SolutionSettings)
     storage: StorageSettings = msgspec.field(default_factory=StorageSettings)
     logging: LoggingSettings = msgspec.field(default_factory=LoggingSettings)
+    invoicing: InvoicingSettings = msgspec.field(default_factory=InvoicingSettings)
+    webhooks: WebhookSettings = msgspec.field(default_factory=WebhookSettings)
 
 
 def load_config(path: str | Path) -> AppConfig:

@@ -25,9 +25,32 @@ class InvoiceFormat(enum.StrEnum):
 
 
 class DeviceStatus(enum.StrEnum):
+    """A registration's progress: pending -> compliance -> compliant -> active, or failed.
+
+    `compliance`: ZATCA issued the compliance CSID (stored, secret sealed); the compliance
+    documents are being checked. `compliant`: every check passed; the production CSID is being
+    requested. With `zatca.onboarding: compliance` a device goes from pending to active directly.
+    """
+
     PENDING = "pending"
+    COMPLIANCE = "compliance"
+    COMPLIANT = "compliant"
     ACTIVE = "active"
     FAILED = "failed"
+    RETIRED = "retired"
+
+
+# Statuses in which a device holds no key and no EGS identity: its serial may register again.
+CLOSED_STATUSES = frozenset({DeviceStatus.FAILED, DeviceStatus.RETIRED})
+
+
+class ApiKeyRole(enum.StrEnum):
+    """What an API key may do, within its VATs. `admin` may do everything, retire any device included."""
+
+    REGISTER = "register"
+    INVOICE = "invoice"
+    READ = "read"
+    ADMIN = "admin"
 
 
 # ZATCA's `title` is four 0/1 flags in the order T (standard), S (simplified), C, Z (C and Z reserved).

@@ -3,10 +3,14 @@
     ApplianceError
     ├── ConfigError                 configuration file or secret source is wrong
     ├── ValidationFailed            input refused; carries every FieldProblem at once
+    ├── InvoiceDocumentError        an invoice XML cannot be parsed, hashed or stamped (also a ValueError)
     ├── NotFound                    a device (or other record) does not exist
     ├── Conflict                    the same device is already active or being registered
     │   └── DeviceStateConflict     a device left `pending` already; it cannot change state again
     ├── AuthenticationFailed        missing or wrong API key
+    ├── Forbidden                   a valid API key that may not take this action
+    ├── RateLimited                 an API key used up its registration quota
+    ├── UnsupportedMediaType        a body that is not of the media type the endpoint reads
     ├── StorageError                the device registry's database failed (disk, lock, schema)
     ├── HsmError                    anything the PKCS#11 token said or failed to say
     │   ├── HsmUnavailable          module/token missing, wrong PIN, token vanished
@@ -55,6 +59,12 @@ class ValidationFailed(ApplianceError):
         super().__init__("; ".join(f"{p.field}: {p.message}" for p in self.problems))
 
 
+class InvoiceDocumentError(ApplianceError, ValueError):
+    """An invoice document is not well-formed, lacks what the stamp needs, or would break a ZATCA limit."""
+
+    code = "Invalid-Invoice-Document"
+
+
 class NotFound(ApplianceError):
     code = "Not-Found"
 
@@ -83,6 +93,24 @@ class DeviceStateConflict(Conflict):
 
 class AuthenticationFailed(ApplianceError):
     code = "Unauthorized"
+
+
+class Forbidden(ApplianceError):
+    """The caller is known but its role or VAT scope does not allow the action."""
+
+    code = "Forbidden"
+
+
+class RateLimited(ApplianceError):
+    code = "Rate-Limited"
+
+    def __init__(self, message: str, retry_after_seconds: int) -> None:
+        self.retry_after_seconds = retry_after_seconds
+        super().__init__(message)
+
+
+class UnsupportedMediaType(ApplianceError):
+    code = "Unsupported-Media-Type"
 
 
 class StorageError(ApplianceError):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import re
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -45,13 +46,23 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
+# C0 controls, DEL and C1 controls: a CR/LF from a URL would forge a log line, an ESC would
+# drive the terminal that shows the log.
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def escape_controls(text: str) -> str:
+    r"""`text` with every control character written as a visible escape (`\r`, `\x1b`)."""
+    return _CONTROL_CHARACTERS.sub(lambda match: repr(match.group())[1:-1], text)
+
+
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         extras = {k: v for k, v in vars(record).items() if k not in _STANDARD_ATTRS and not k.startswith("_")}
         request_id = request_id_var.get()
         prefix = f"[{request_id}] " if request_id else ""
         suffix = " " + " ".join(f"{k}={v}" for k, v in extras.items()) if extras else ""
-        line = f"{record.levelname:<7} {record.name}: {prefix}{record.getMessage()}{suffix}"
+        line = escape_controls(f"{record.levelname:<7} {record.name}: {prefix}{record.getMessage()}{suffix}")
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return line

@@ -6,6 +6,9 @@ process (tests, `dev`) never share or double-register series.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import datetime
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 # ZATCA answers in tens of milliseconds to tens of seconds; token operations in sub-milliseconds
@@ -45,10 +48,69 @@ class Metrics:
             "Device keys in the token, as counted at start-up and kept up to date since",
             registry=self.registry,
         )
+        self.onboarding_step_seconds = Histogram(
+            "zatca_appliance_onboarding_step_seconds",
+            "Time of each step of a registration or renewal (keygen, csr, ZATCA calls, compliance "
+            "documents, registry, total), measured by the service",
+            ["operation", "step"],
+            buckets=_ZATCA_BUCKETS,
+            registry=self.registry,
+        )
+        self.renewals = Counter(
+            "zatca_appliance_renewals",
+            "Production CSID renewals by environment, ZATCA's path (200 issued, 428 compliance) and outcome",
+            ["environment", "path", "outcome"],
+            registry=self.registry,
+        )
+        self.certificate_earliest_expiry = Gauge(
+            "zatca_appliance_certificate_earliest_expiry_timestamp_seconds",
+            "When the first active device certificate of the environment expires (Unix time)",
+            ["environment"],
+            registry=self.registry,
+        )
         self.audit_records = Counter(
             "zatca_appliance_audit_records",
             "Audit records written by event",
             ["event"],
+            registry=self.registry,
+        )
+        self.invoices_issued = Counter(
+            "zatca_appliance_invoices_issued",
+            "Invoices stored in a device's chain, by source (model, submitted) and type",
+            ["source", "type"],
+            registry=self.registry,
+        )
+        self.invoice_deliveries = Counter(
+            "zatca_appliance_invoice_deliveries",
+            "Delivery attempts to ZATCA by endpoint and outcome (the invoice status, or retry)",
+            ["endpoint", "outcome"],
+            registry=self.registry,
+        )
+        self.outbox_depth = Gauge(
+            "zatca_appliance_outbox_depth",
+            "Invoices stored but not yet answered for good by ZATCA",
+            registry=self.registry,
+        )
+        self.outbox_oldest_age_seconds = Gauge(
+            "zatca_appliance_outbox_oldest_age_seconds",
+            "Age of the oldest undelivered invoice (simplified ones must reach ZATCA within 24 h)",
+            registry=self.registry,
+        )
+        self.webhook_depth = Gauge(
+            "zatca_appliance_webhook_depth",
+            "Invoice status-change events not yet accepted by the webhook receiver",
+            registry=self.registry,
+        )
+        self.webhook_posts = Counter(
+            "zatca_appliance_webhook_posts",
+            "Webhook POST attempts by outcome (delivered, retry)",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.invoice_seconds = Histogram(
+            "zatca_appliance_invoice_seconds",
+            "Time to render, sign and store one Model invoice (lock wait included)",
+            buckets=(*_HSM_BUCKETS, 2.5, 5.0),
             registry=self.registry,
         )
 
@@ -57,6 +119,12 @@ class Metrics:
 
     def observe_hsm(self, operation: str, seconds: float) -> None:
         self.hsm_operation_seconds.labels(operation=operation).observe(seconds)
+
+    def set_earliest_expiry(self, by_environment: Mapping[str, datetime]) -> None:
+        """Replace the expiry series: an environment without active devices has none."""
+        self.certificate_earliest_expiry.clear()
+        for environment, moment in by_environment.items():
+            self.certificate_earliest_expiry.labels(environment=environment).set(moment.timestamp())
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -119,7 +119,7 @@ class Emulator:
 
 @dataclass(frozen=True, slots=True)
 class StartUp:
-    """How long `serve` took to answer /health/live, and to log "service ready" (its lifespan done)."""
+    """How long `serve` took to answer /health/ready with 200, and to log "service ready"."""
 
     answering_seconds: float
     ready_logged_seconds: float | None
@@ -166,7 +166,9 @@ class Service:
         started = time.perf_counter()
         self.process = _launch(["serve", "--config", str(self.config_path)], self.log_path)
         try:
-            _wait_until_answering(self.process, f"{self.base_url}/health/live", self.log_path)
+            # Ready to serve: the token signs and the registry answers (what systemd's READY=1 and a
+            # load balancer wait for), not just the lifespan done.
+            _wait_until_answering(self.process, f"{self.base_url}/health/ready", self.log_path)
         except BaseException:
             self.stop()
             raise

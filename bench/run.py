@@ -8,6 +8,7 @@ raw figures as JSON to bench/results/<date>.json (or --output).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shutil
 import sys
@@ -107,12 +108,19 @@ def main(argv: list[str] | None = None) -> int:
         default=",".join(PHASES),
         help=f"comma-separated subset of {','.join(PHASES)} (default: all; sections 2-3 need floor)",
     )
+    parser.add_argument(
+        "--partitions",
+        type=int,
+        default=0,
+        help="section 4: device keys spread over this many tokens (hsm.partition_labels; 0: one token)",
+    )
     args = parser.parse_args(argv)
     phases = frozenset(args.phases.split(","))
     if not phases <= frozenset(PHASES):
         parser.error(f"--phases: unknown {', '.join(sorted(phases - frozenset(PHASES)))}")
 
     plan = QUICK_PLAN if args.quick else DEFAULT_PLAN
+    plan = dataclasses.replace(plan, scale=dataclasses.replace(plan.scale, partitions=args.partitions))
     started = time.perf_counter()
     results = Results(
         started_at=datetime.now(UTC).isoformat(timespec="seconds"),

@@ -3,8 +3,9 @@
 One token and one registry grow from level to level. For each level, with the service stopped:
 key pairs go straight into the token (`token_worker populate`, a process of its own) while this
 process writes the matching active rows through SqliteRegistry; then a fresh process measures
-the KeyStore (`token_worker probe`). Then the service starts (its start-up lists every key to
-reconcile), serves sequential registrations and device look-ups, and stops again.
+the KeyStore (`token_worker probe`). Then the service starts (start-up resolves pending rows;
+the full reconciliation lists every key just after it is ready), serves sequential
+registrations and device look-ups, and stops again.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class ScalePlan:
     device_gets: int
     signs: int
     keygens: int
+    partitions: int = 0  # device keys spread over this many tokens (hsm.partition_labels); 0: one token
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +63,7 @@ class ScaleLevel:
 def measure_scale(
     home: Path, emulator: Emulator, plan: ScalePlan, progress: Callable[[str], None]
 ) -> list[ScaleLevel]:
-    hsm = ensure_dev_token(home / "token")
+    hsm = ensure_dev_token(home / "token", partitions=plan.partitions)
     service = Service(home / "service", hsm, emulator)
     api_key = create_api_key(service.registry_path)
     fleet: list[uuid.UUID] = []

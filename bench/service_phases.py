@@ -8,7 +8,7 @@ that shared a token would not be comparable with each other or with the floor.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -18,7 +18,7 @@ from bench.clients import merged_errors, register_concurrently, register_sequent
 from bench.cpu import CpuMeter, CpuShare
 from bench.fleet import create_api_key
 from bench.processes import Emulator, Service, StartUp
-from bench.stats import Summary
+from bench.stats import Summary, time_each
 
 
 @dataclass(slots=True)
@@ -49,6 +49,11 @@ class Sequential:
     zatca_mean_ms: float | None  # /compliance as the service's own metrics saw it
     cpu_ms_per_registration: dict[str, float]
     token_key_pairs_at_end: int
+    # Mean time of each token operation as the service timed it (its /metrics), Model phase only.
+    hsm_means_ms: dict[str, float] = field(default_factory=dict)
+    hsm_calls_per_registration: dict[str, float] = field(default_factory=dict)
+    # GET /health/live on the same kind of connection: HTTP, routing, middleware, access log.
+    http_round_trip: Summary | None = None
 
 
 def measure_sequential(home: Path, emulator: Emulator, count: int, xml_count: int) -> Sequential:
@@ -56,10 +61,20 @@ def measure_sequential(home: Path, emulator: Emulator, count: int, xml_count: in
     try:
         base_url = deployment.service.base_url
         meter = CpuMeter(deployment.service.pid, emulator.pid)
+        before = _hsm_totals(base_url)
         meter.start()
         model = register_sequentially(base_url, deployment.api_key, count, "Model")
         cpu = meter.stop()
+        hsm = {
+            operation: (
+                total - before.get(operation, (0.0, 0.0))[0],
+                calls - before.get(operation, (0.0, 0.0))[1],
+            )
+            for operation, (total, calls) in _hsm_totals(base_url).items()
+        }
         zatca_mean_ms = _zatca_mean_ms(base_url)
+        with httpx.Client(base_url=base_url, timeout=10) as client:  # keep-alive, as the registrations
+            http_round_trip = time_each(count, lambda _: client.get("/health/live"))
         xml = register_sequentially(base_url, deployment.api_key, xml_count, "Xml")
     finally:
         deployment.stop()
@@ -73,6 +88,13 @@ def measure_sequential(home: Path, emulator: Emulator, count: int, xml_count: in
         zatca_mean_ms=zatca_mean_ms,
         cpu_ms_per_registration=cpu.per_operation_ms(len(model.latencies)),
         token_key_pairs_at_end=len(model.latencies) + len(xml.latencies),
+        hsm_means_ms={name: 1000 * total / calls for name, (total, calls) in hsm.items() if calls},
+        hsm_calls_per_registration={
+            name: calls / len(model.latencies)
+            for name, (_, calls) in hsm.items()
+            if calls and model.latencies
+        },
+        http_round_trip=Summary.of(http_round_trip),
     )
 
 
@@ -120,6 +142,20 @@ def measure_throughput(
 _METRIC_LINE = re.compile(
     r"^zatca_appliance_zatca_request_seconds_(sum|count)\{([^}]*)\} (\S+)$", re.MULTILINE
 )
+
+
+_HSM_LINE = re.compile(
+    r'^zatca_appliance_hsm_operation_seconds_(sum|count)\{operation="([^"]+)"\} (\S+)$', re.MULTILINE
+)
+
+
+def _hsm_totals(base_url: str) -> dict[str, tuple[float, float]]:
+    """operation -> (seconds, calls) so far, from the service's token-latency histogram."""
+    text = httpx.get(f"{base_url}/metrics", timeout=10).text
+    totals: dict[str, list[float]] = {}
+    for kind, operation, value in _HSM_LINE.findall(text):
+        totals.setdefault(operation, [0.0, 0.0])[0 if kind == "sum" else 1] += float(value)
+    return {operation: (pair[0], pair[1]) for operation, pair in totals.items()}
 
 
 def _zatca_mean_ms(base_url: str) -> float | None:

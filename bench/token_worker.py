@@ -3,9 +3,10 @@
 populate  puts device key pairs straight into the token: C_GenerateKeyPair alone, with the
           product's own key template (`appliance.hsm.objects.generate_ec_key_pair`) in one
           logged-in session, so its timings are the raw token cost (the floor's key generation)
-          without the KeyStore's lease, locks and public key read-back. It is the only bench
-          code that touches python-pkcs11 directly, and it runs alone: SoftHSM must not create
-          objects from two processes at once.
+          without the KeyStore's lease, locks and public key read-back. With partitions, each
+          key goes to the token `appliance.hsm.partitions` chooses for it, as the product does.
+          It is the only bench code that touches python-pkcs11 directly, and it runs alone:
+          SoftHSM must not create objects from two processes at once.
 probe     measures the KeyStore as the service uses it, in a fresh process: open (module load,
           login), the first signature with an existing key (uncached look-up), signatures with
           the cached handle, a full listing (what start-up reconciliation does; it caches every
@@ -19,6 +20,7 @@ Both print one JSON object on stdout.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import os
 import sys
@@ -60,17 +62,27 @@ def populate(settings: HsmSettings, device_ids: list[uuid.UUID]) -> PopulateResu
     import pkcs11
 
     from appliance.hsm.objects import generate_ec_key_pair
+    from appliance.hsm.partitions import partition_index
 
     if settings.softhsm_conf is not None:
         os.environ["SOFTHSM2_CONF"] = settings.softhsm_conf
     library = pkcs11.lib(os.path.realpath(settings.module))
-    token = library.get_token(token_label=settings.token_label)
+    labels = settings.partition_labels or [settings.token_label or ""]
+    pin = read_pin(settings)
     started = time.perf_counter()
-    with token.open(rw=True, user_pin=read_pin(settings)) as session:
+    with contextlib.ExitStack() as stack:
+        # Login belongs to the process and token: one logged-in session per token.
+        sessions = [
+            stack.enter_context(library.get_token(token_label=label).open(rw=True, user_pin=pin))
+            for label in labels
+        ]
         durations = time_each(
             len(device_ids),
             lambda index: generate_ec_key_pair(
-                session, device_ids[index].bytes, device_label(device_ids[index]), extractable=False
+                sessions[partition_index(device_ids[index], len(sessions))],
+                device_ids[index].bytes,
+                device_label(device_ids[index]),
+                extractable=False,
             ),
         )
     tenth = max(1, len(durations) // 10)

@@ -3,6 +3,7 @@
 #
 #   HSM_SO_PIN=... HSM_USER_PIN=... hsm/init-token.sh --dir DIR --label LABEL
 #   hsm/init-token.sh --dir DIR --label LABEL --so-pin-file FILE --pin-file FILE
+#   ... --partitions N     also the device-key tokens LABEL-p00 .. LABEL-p<N-1>, same PINs
 #
 # Writes DIR/softhsm2.conf (from softhsm2.conf.template, unless it exists), creates DIR/tokens
 # and initialises a token labelled LABEL there, unless a token with that label already exists
@@ -12,7 +13,7 @@
 set -euo pipefail
 
 usage() {
-    sed -n '2,12s/^# \{0,1\}//p' "$0" >&2
+    sed -n '2,14s/^# \{0,1\}//p' "$0" >&2
     exit 2
 }
 
@@ -21,19 +22,27 @@ die() {
     exit 1
 }
 
-dir="" label="" so_pin_file="" pin_file=""
+dir="" label="" so_pin_file="" pin_file="" partitions=0
 while (($#)); do
     case "$1" in
         --dir) dir="${2:?--dir needs a value}"; shift 2 ;;
         --label) label="${2:?--label needs a value}"; shift 2 ;;
         --so-pin-file) so_pin_file="${2:?--so-pin-file needs a value}"; shift 2 ;;
         --pin-file) pin_file="${2:?--pin-file needs a value}"; shift 2 ;;
+        --partitions) partitions="${2:?--partitions needs a value}"; shift 2 ;;
         -h | --help) usage ;;
         *) die "unknown argument $1 (see --help)" ;;
     esac
 done
 [[ -n "$dir" && -n "$label" ]] || usage
-((${#label} <= 32)) || die "a token label has at most 32 characters"
+[[ "$partitions" =~ ^[0-9]+$ ]] && ((partitions <= 100)) || die "--partitions takes 0 to 100"
+labels=("$label")
+for ((index = 0; index < partitions; index++)); do
+    labels+=("$(printf '%s-p%02d' "$label" "$index")")  # as appliance.hsm.provision.partition_label
+done
+for name in "${labels[@]}"; do
+    ((${#name} <= 32)) || die "a token label has at most 32 characters: $name"
+done
 command -v softhsm2-util >/dev/null || die "softhsm2-util not found (apt-get install softhsm2)"
 command -v script >/dev/null || die "script not found (it is part of util-linux/bsdutils)"
 
@@ -69,21 +78,31 @@ existing_labels() {
     softhsm2-util --show-slots | sed -n 's/^[[:space:]]*Label:[[:space:]]*//p' | sed 's/[[:space:]]*$//'
 }
 
-if existing_labels | grep -qxF -- "$label"; then
-    echo "token '$label' already exists in $dir/tokens; kept as it is" >&2
-else
-    so_pin="$(read_pin "SO" HSM_SO_PIN "$so_pin_file" so-pin-file)"
-    user_pin="$(read_pin "user" HSM_USER_PIN "$pin_file" pin-file)"
-    log="$(mktemp)"
-    trap 'rm -f "$log"' EXIT
-    # printf is a shell builtin: the PINs go down the pipe without ever being an argument.
-    if ! printf '%s\n%s\n%s\n%s\n' "$so_pin" "$so_pin" "$user_pin" "$user_pin" |
-        timeout 60 script -qec "softhsm2-util --init-token --free --label $(printf '%q' "$label")" /dev/null >"$log"; then
-        # The terminal echoes what was typed; show only softhsm2-util's own error lines.
-        grep -a '^ERROR' "$log" >&2 || true
-        die "softhsm2-util could not initialise token '$label'"
+# ensure_token LABEL: initialise the token unless it exists (PINs are read only when needed).
+ensure_token() {
+    local label="$1"
+    if existing_labels | grep -qxF -- "$label"; then
+        echo "token '$label' already exists in $dir/tokens; kept as it is" >&2
+    else
+        [[ -n "$so_pin" ]] || so_pin="$(read_pin "SO" HSM_SO_PIN "$so_pin_file" so-pin-file)"
+        [[ -n "$user_pin" ]] || user_pin="$(read_pin "user" HSM_USER_PIN "$pin_file" pin-file)"
+        log="$(mktemp)"
+        trap 'rm -f "$log"' EXIT
+        # printf is a shell builtin: the PINs go down the pipe without ever being an argument.
+        if ! printf '%s\n%s\n%s\n%s\n' "$so_pin" "$so_pin" "$user_pin" "$user_pin" |
+            timeout 60 script -qec "softhsm2-util --init-token --free --label $(printf '%q' "$label")" /dev/null >"$log"; then
+            # The terminal echoes what was typed; show only softhsm2-util's own error lines.
+            grep -a '^ERROR' "$log" >&2 || true
+            die "softhsm2-util could not initialise token '$label'"
+        fi
+        existing_labels | grep -qxF -- "$label" || die "token '$label' did not appear after initialisation"
+        rm -f "$log"
+        echo "token '$label' created in $dir/tokens" >&2
     fi
-    existing_labels | grep -qxF -- "$label" || die "token '$label' did not appear after initialisation"
-    echo "token '$label' created in $dir/tokens" >&2
-fi
+}
+
+so_pin="" user_pin=""
+for name in "${labels[@]}"; do
+    ensure_token "$name"
+done
 echo "SOFTHSM2_CONF=$conf"

@@ -16,8 +16,11 @@ from litestar.exceptions import HTTPException
 from litestar.status_codes import (
     HTTP_400_BAD_REQUEST,
     HTTP_401_UNAUTHORIZED,
+    HTTP_403_FORBIDDEN,
     HTTP_404_NOT_FOUND,
     HTTP_409_CONFLICT,
+    HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+    HTTP_429_TOO_MANY_REQUESTS,
     HTTP_500_INTERNAL_SERVER_ERROR,
     HTTP_502_BAD_GATEWAY,
     HTTP_503_SERVICE_UNAVAILABLE,
@@ -29,10 +32,14 @@ from appliance.errors import (
     ApplianceError,
     AuthenticationFailed,
     Conflict,
+    Forbidden,
     HsmError,
+    InvoiceDocumentError,
     KeyNotFound,
     NotFound,
+    RateLimited,
     StorageError,
+    UnsupportedMediaType,
     ValidationFailed,
     ZatcaRejected,
     ZatcaTimeout,
@@ -67,6 +74,10 @@ def status_and_items(exc: ApplianceError) -> tuple[int, list[ErrorItem]]:
 # First match wins, so a subclass with its own status stands before its base.
 _STATUS_BY_KIND: tuple[tuple[type[ApplianceError], int], ...] = (
     (AuthenticationFailed, HTTP_401_UNAUTHORIZED),
+    (InvoiceDocumentError, HTTP_400_BAD_REQUEST),
+    (Forbidden, HTTP_403_FORBIDDEN),
+    (RateLimited, HTTP_429_TOO_MANY_REQUESTS),
+    (UnsupportedMediaType, HTTP_415_UNSUPPORTED_MEDIA_TYPE),
     (NotFound, HTTP_404_NOT_FOUND),
     (KeyNotFound, HTTP_404_NOT_FOUND),
     (Conflict, HTTP_409_CONFLICT),
@@ -94,6 +105,8 @@ def handle_appliance_error(request: Request[Any, Any, Any], exc: ApplianceError)
     headers = (
         {"WWW-Authenticate": 'Bearer realm="zatca-appliance"'} if status == HTTP_401_UNAUTHORIZED else None
     )
+    if isinstance(exc, RateLimited):
+        headers = {"Retry-After": str(exc.retry_after_seconds)}
     return _render(status, items, headers)
 
 

@@ -48,21 +48,30 @@ def _to_schema(node: dict[str, Any], definitions: dict[str, Any]) -> Schema:
 
 
 @cache
-def register_body_schema() -> Schema:
-    document = msgspec.json.schema(RegisterDeviceDocument)
-    return _to_schema(document, document.get("$defs", {}))
+def body_schema(document: type[msgspec.Struct]) -> Schema:
+    """The OpenAPI schema of a documentation Struct (inlined: see the module docstring)."""
+    schema = msgspec.json.schema(document)
+    return _to_schema(schema, schema.get("$defs", {}))
 
 
-@dataclass
-class RegisterOperation(Operation):
-    """The register route's operation, with the documented body attached."""
+def json_body_operation(document: type[msgspec.Struct], description: str) -> type[Operation]:
+    """An Operation class documenting `document` as the route's JSON body (for handlers that read
+    raw bytes because their decoding, with every problem named, is ours)."""
 
-    def __post_init__(self) -> None:
-        self.request_body = RequestBody(
-            required=True,
-            description=(
-                "Field names match without regard to case; `DeviceDetails` and `OrganizationDetails` "
-                "are accepted for `Device` and `Organization`. Unknown fields are refused by name."
-            ),
-            content={"application/json": OpenAPIMediaType(schema=register_body_schema())},
-        )
+    @dataclass
+    class DocumentedBodyOperation(Operation):
+        def __post_init__(self) -> None:
+            self.request_body = RequestBody(
+                required=True,
+                description=description,
+                content={"application/json": OpenAPIMediaType(schema=body_schema(document))},
+            )
+
+    return DocumentedBodyOperation
+
+
+RegisterOperation = json_body_operation(
+    RegisterDeviceDocument,
+    "Field names match without regard to case; `DeviceDetails` and `OrganizationDetails` "
+    "are accepted for `Device` and `Organization`. Unknown fields are refused by name.",
+)

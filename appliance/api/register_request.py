@@ -12,13 +12,12 @@ import re
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-import msgspec
-
+from appliance.api.json_body import decode_json_object
 from appliance.config import SolutionSettings
 from appliance.domain import Environment, InvoiceFormat
 from appliance.errors import FieldProblem, ValidationFailed
 from appliance.services.requests import RegistrationRequest
-from appliance.x509.fields import parse_invoice_type, validate_registration_fields
+from appliance.x509.fields import normalized_serial, parse_invoice_type, validate_registration_fields
 
 _TOP_LEVEL = {
     "device": "Device",
@@ -58,19 +57,8 @@ _DEFAULT_INVOICE_TYPE = "1100"
 
 def decode_register_request(body: bytes, solution: SolutionSettings) -> RegistrationRequest:
     """Turn the raw body into a validated request or raise ValidationFailed listing every problem."""
-    try:
-        document = msgspec.json.decode(body)
-    except msgspec.DecodeError as exc:
-        raise ValidationFailed([FieldProblem("body", f"not valid JSON: {exc}", "Invalid-JSON")]) from exc
-    except UnicodeDecodeError as exc:
-        # msgspec checks UTF-8 as it builds each string and lets the codec's error through.
-        raise ValidationFailed([FieldProblem("body", "not valid UTF-8", "Invalid-JSON")]) from exc
-    except RecursionError as exc:
-        # msgspec recurses once per nesting level: a body of brackets must not become a 500.
-        raise ValidationFailed([FieldProblem("body", "nested too deeply", "Invalid-JSON")]) from exc
+    document = decode_json_object(body)
     problems: list[FieldProblem] = []
-    if not isinstance(document, dict):
-        raise ValidationFailed([FieldProblem("body", "must be a JSON object", "Invalid-JSON")])
 
     top = _canonical_keys(document, _TOP_LEVEL, "", problems)
     device = _section(top, "Device", _DEVICE, problems)
@@ -112,18 +100,23 @@ def decode_register_request(body: bytes, solution: SolutionSettings) -> Registra
         )
 
     fields = {logical: (strings[api_field] or "").strip() for api_field, logical in _LOGICAL_FIELD.items()}
-    if all(strings[api_field] is not None for api_field in _LOGICAL_FIELD):
-        reported = {problem.field for problem in problems}
-        for problem in validate_registration_fields(
-            **fields,
-            invoice_type=invoice_type or _DEFAULT_INVOICE_TYPE,
-            solution_name=solution.name,
-            solution_version=solution.version,
-        ):
-            api_field = _API_FIELD.get(problem.field, problem.field)
-            if api_field not in reported:
-                problems.append(FieldProblem(api_field, problem.message, problem.code))
-                reported.add(api_field)
+    # The serial is the unit's identity: one Unicode form, so `Café-1` is one unit however typed.
+    fields["egs_serial"] = normalized_serial(fields["egs_serial"])
+    # Fields that are present are judged even when others are missing (those are reported as
+    # missing or mistyped already, and their empty stand-ins are not judged again).
+    reported = {problem.field for problem in problems} | {
+        api_field for api_field in _LOGICAL_FIELD if strings[api_field] is None
+    }
+    for problem in validate_registration_fields(
+        **fields,
+        invoice_type=invoice_type or _DEFAULT_INVOICE_TYPE,
+        solution_name=solution.name,
+        solution_version=solution.version,
+    ):
+        api_field = _API_FIELD.get(problem.field, problem.field)
+        if api_field not in reported:
+            problems.append(FieldProblem(api_field, problem.message, problem.code))
+            reported.add(api_field)
 
     if problems or environment is None or invoice_format is None or otp is None or invoice_type is None:
         raise ValidationFailed(problems)

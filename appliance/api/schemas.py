@@ -38,9 +38,12 @@ class RegisterDeviceResponse(msgspec.Struct):
 
 
 class CertificateView(msgspec.Struct):
+    """The certificate the device signs with; `kind` says whether it is the production CSID's."""
+
     serialNumber: str  # noqa: N815
     notBefore: datetime  # noqa: N815
     notAfter: datetime  # noqa: N815
+    kind: Literal["compliance", "production"] | None = None
 
 
 class DeviceView(msgspec.Struct):
@@ -66,6 +69,8 @@ class DeviceView(msgspec.Struct):
     certificate: CertificateView | None
     failureCode: str | None  # noqa: N815
     failureMessage: str | None  # noqa: N815
+    retiredAt: datetime | None = None  # noqa: N815
+    retiredBy: str | None = None  # noqa: N815 - an actor: `apikey:<key id>` or `cli`
 
 
 class DevicePageView(msgspec.Struct):

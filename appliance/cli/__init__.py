@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from appliance import __version__
-from appliance.cli import apikey, audit, csr, devices, emulator, hsm, serve
+from appliance.cli import apikey, audit, csr, devices, emulator, hsm, invoice, invoices, serve
 from appliance.errors import ApplianceError
 
 
@@ -23,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (serve, hsm, csr, emulator, devices, apikey, audit):
+    for module in (serve, hsm, csr, emulator, devices, apikey, audit, invoice, invoices):
         module.register(commands)
     return parser
 

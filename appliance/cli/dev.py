@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 
 from appliance.config import (
     AppConfig,
@@ -39,20 +40,29 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     dev.add_argument("--port", type=int, default=8080)
     dev.add_argument("--emulator-port", type=int, default=8081)
     dev.add_argument("--api-key", help="use this API key instead of the generated one")
+    dev.add_argument(
+        "--tls", action="store_true", help="serve HTTPS with a self-signed certificate kept in --data-dir"
+    )
     dev.set_defaults(handler=run_dev)
 
 
 def run_dev(args: argparse.Namespace) -> int:
     from appliance.cli.apikey import ensure_api_key
     from appliance.cli.serve import serve_forever
+    from appliance.daemon.tls import ensure_self_signed
     from appliance.hsm.provision import ensure_dev_token
 
     data_dir: Path = args.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     hsm = ensure_dev_token(data_dir)
     emulator_url = f"http://127.0.0.1:{args.emulator_port}"
+    tls = (
+        ensure_self_signed(data_dir / "tls", sorted({args.host, "127.0.0.1", "localhost"}))
+        if args.tls
+        else None
+    )
     config = AppConfig(
-        server=ServerSettings(host=args.host, port=args.port),
+        server=ServerSettings(host=args.host, port=args.port, tls=tls),
         hsm=hsm,
         zatca=ZatcaSettings(
             base_urls=ZatcaBaseUrls(
@@ -64,16 +74,32 @@ def run_dev(args: argparse.Namespace) -> int:
         storage=StorageSettings(data_dir=str(data_dir)),
         logging=LoggingSettings(format="text"),
     )
+    config_path = write_config(config, data_dir / "config.yaml")
     api_key = ensure_api_key(config, DEV_API_KEY_NAME, args.api_key, data_dir / "dev-api-key")
     emulator = _start_emulator(args.emulator_port, data_dir / "emulator")
     try:
-        service_url = f"http://{args.host}:{args.port}"
+        service_url = f"{'https' if tls else 'http'}://{args.host}:{args.port}"
+        curl = f"curl --cacert {tls.certificate_file}" if tls else "curl"
         return serve_forever(
-            config, on_started=lambda: print(_banner(service_url, emulator_url, api_key), flush=True)
+            config,
+            on_started=lambda: print(
+                _banner(service_url, emulator_url, api_key, config_path, curl), flush=True
+            ),
         )
     finally:
         emulator.terminate()
         emulator.wait(timeout=10)
+
+
+def write_config(config: AppConfig, path: Path) -> Path:
+    """Write the configuration dev runs with, so that the admin commands (`invoice`, `devices`,
+    `audit`, `hsm`) can be pointed at the running instance with `--config`."""
+    import yaml
+
+    text = yaml.safe_dump(msgspec.to_builtins(config), sort_keys=False, allow_unicode=True)
+    path.write_text("# Written by `zatca-appliance dev` on every start; edits are overwritten.\n" + text)
+    path.chmod(0o600)
+    return path
 
 
 def _start_emulator(port: int, data_dir: Path) -> subprocess.Popen[bytes]:
@@ -105,7 +131,7 @@ def _start_emulator(port: int, data_dir: Path) -> subprocess.Popen[bytes]:
     raise SystemExit(f"zatca-appliance: error: the emulator did not answer on port {port}")
 
 
-def _banner(service_url: str, emulator_url: str, api_key: str) -> str:
+def _banner(service_url: str, emulator_url: str, api_key: str, config_path: Path, curl: str = "curl") -> str:
     example = {
         "Device": {
             "EgsSerialNumber": "SN-@SERIAL@",
@@ -130,13 +156,14 @@ ZATCA appliance (development mode) is running.
   service    {service_url}   (API docs: {service_url}/schema/swagger)
   emulator   {emulator_url}   (stands in for ZATCA in all three environments)
   API key    {api_key}
+  config     {config_path}   (for the admin commands: --config {config_path})
 
 Register a device (paste into a shell):
 
 OTP=$(curl -s -X POST {emulator_url}/emulator/otps -H 'Content-Type: application/json' \\
   -d '{{"environment": "Simulation", "vat": "399999999900003"}}' \\
   | python3 -c 'import json, sys; print(json.load(sys.stdin)["otp"])')
-curl -s -X POST {service_url}/v1/Devices/Register \\
+{curl} -s -X POST {service_url}/v1/Devices/Register \\
   -H 'Authorization: Bearer {api_key}' -H 'Content-Type: application/json' \\
   -d '{body}'
 """

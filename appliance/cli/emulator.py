@@ -8,7 +8,9 @@ from typing import Any
 FAULT_HELP = (
     "misbehave on the next COUNT requests to ZATCA endpoints (repeatable, applied in order): "
     "latency[:COUNT[:SECONDS]], error-500[:COUNT], timeout[:COUNT], malformed-json[:COUNT], "
-    "wrong-key[:COUNT]"
+    "wrong-key[:COUNT], connection-drop[:COUNT]; KIND@ENDPOINT limits a fault to compliance, "
+    "production-csids, renewal, compliance-invoices, reporting, clearance or invoices "
+    "(e.g. timeout@reporting:2)"
 )
 
 

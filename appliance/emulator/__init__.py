@@ -28,6 +28,11 @@ Choices where ZATCA's behaviour is unknown or lenient (zatca-protocol.md 4 and 1
   `PATCH /emulator/behaviour`). The renewal CSR must carry the VAT of the CSID being renewed.
 - Invalid-CSR answers keep ZATCA's shape and add `emulatorDetail`, which ZATCA does not send,
   naming the first problem found.
+- **Invoices** (`/compliance/invoices`, reporting, clearance; see `invoice_desk` and
+  `invoice_checks`): judged strictly on every environment, standard documents' stamps included.
+  Passed compliance documents credit their kind's step; the `POST /emulator/compliance-steps`
+  shortcut and `auto_pass_compliance_steps` stay for tests of onboarding alone. Clearance
+  re-stamps with the emulator CA's key; the PIH chain only warns.
 - Nothing an emulator logs contains an OTP, a secret, a token or CSR content.
 """
 

@@ -21,6 +21,7 @@ from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.x509.oid import ExtensionOID, NameOID
 
 from appliance.emulator.csr_policy import SUBJECT_ALT_NAME_OID, AcceptedCsr
@@ -102,6 +103,14 @@ class EmulatorAuthority:
         _write_atomically(key_path, key_pem, mode=0o600)
         _write_atomically(certificate_path, certificate.public_bytes(serialization.Encoding.PEM), mode=0o644)
         return cls(key, certificate, clock)
+
+    def sign_digest(self, digest: bytes) -> bytes:
+        """DER ECDSA over a SHA-256 digest with the CA key: ZATCA's own stamp on cleared invoices."""
+        return self._key.sign(digest, ec.ECDSA(Prehashed(hashes.SHA256())))
+
+    @property
+    def certificate_der(self) -> bytes:
+        return self.certificate.public_bytes(serialization.Encoding.DER)
 
     @property
     def certificate_pem(self) -> bytes:

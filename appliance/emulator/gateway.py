@@ -260,7 +260,7 @@ class EmulatedGateway:
             raise _Refused(answers[refused.refusal](refused.detail), refused.refusal.value) from refused
 
     def _authenticated(self, authorization: str | None, kind: str) -> CsidRecord:
-        credentials = _basic_credentials(authorization)
+        credentials = basic_credentials(authorization)
         record = None if credentials is None else self.store.csid_for_credentials(*credentials)
         if record is None or record.kind != kind:
             raise _Refused(wire.unauthorized(), f"Unauthorized (needs a {kind} CSID)")
@@ -337,7 +337,7 @@ def _requested_compliance_id(body: bytes) -> int | None:
     return value if isinstance(value, int) else None
 
 
-def _basic_credentials(authorization: str | None) -> tuple[str, str] | None:
+def basic_credentials(authorization: str | None) -> tuple[str, str] | None:
     if authorization is None:
         return None
     scheme, _, encoded = authorization.strip().partition(" ")

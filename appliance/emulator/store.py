@@ -1,4 +1,4 @@
-"""The emulator's memory: issued CSIDs and minted OTPs in one small SQLite file in data_dir.
+"""The emulator's memory: issued CSIDs, minted OTPs and received invoices in one SQLite file in data_dir.
 
 Only digests of tokens and secrets are stored, so the file alone cannot be used to authenticate.
 Every call is a single statement in autocommit mode; the emulator serves requests on one event
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import secrets
 import sqlite3
 import time
@@ -34,6 +35,20 @@ CREATE TABLE IF NOT EXISTS csids (
     passed_steps TEXT NOT NULL DEFAULT '',
     issued_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS invoices (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    environment TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    csid_request_id INTEGER NOT NULL,
+    uuid TEXT NOT NULL,
+    invoice_hash TEXT,
+    kind TEXT,
+    http_status INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    file_stem TEXT NOT NULL,
+    received_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS invoices_by_hash ON invoices (environment, invoice_hash);
 CREATE TABLE IF NOT EXISTS otps (
     environment TEXT NOT NULL,
     otp TEXT NOT NULL,
@@ -57,6 +72,22 @@ class CsidRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class InvoiceRecord:
+    """One received document and the answer it got; its bytes and verdict are files (invoice_store)."""
+
+    environment: str
+    endpoint: str  # compliance, reporting, clearance
+    csid_request_id: int
+    uuid: str
+    invoice_hash: str | None
+    kind: str | None
+    http_status: int
+    status: str  # PASS, WARNING, ERROR
+    file_stem: str
+    received_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class OtpRecord:
     environment: str
     vat: str
@@ -76,7 +107,11 @@ class EmulatorStore:
         self._clock = clock
         # Requests are served on one event loop, but a test client may run that loop in another
         # thread than the one that opened the file.
-        self._db = sqlite3.connect(directory / DATABASE_FILE, isolation_level=None, check_same_thread=False)
+        path = directory / DATABASE_FILE
+        # Owner-only: SQLite gives its -wal and -shm files the database file's mode.
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        path.chmod(0o600)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
@@ -146,6 +181,57 @@ class EmulatorStore:
         )
         return replace(record, passed_steps=passed)
 
+    def add_invoice(self, record: InvoiceRecord) -> None:
+        self._db.execute(
+            "INSERT INTO invoices (environment, endpoint, csid_request_id, uuid, invoice_hash, kind,"
+            " http_status, status, file_stem, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                record.environment,
+                record.endpoint,
+                record.csid_request_id,
+                record.uuid,
+                record.invoice_hash,
+                record.kind,
+                record.http_status,
+                record.status,
+                record.file_stem,
+                record.received_at,
+            ),
+        )
+
+    def invoices(self, csid_request_id: int | None = None) -> list[InvoiceRecord]:
+        """Received documents, oldest first; only those sent with one CSID when it is given."""
+        query = _SELECT_INVOICES
+        parameters: tuple[int, ...] = ()
+        if csid_request_id is not None:
+            query += " WHERE csid_request_id = ?"
+            parameters = (csid_request_id,)
+        return [InvoiceRecord(*row) for row in self._db.execute(query + " ORDER BY seq", parameters)]
+
+    def accepted_invoice(self, environment: str, invoice_hash: str) -> InvoiceRecord | None:
+        """The reported or cleared document with this hash, if one was accepted in the environment."""
+        row = self._db.execute(
+            _SELECT_INVOICES + " WHERE environment = ? AND invoice_hash = ?"
+            " AND endpoint IN ('reporting', 'clearance') AND http_status IN (200, 202) ORDER BY seq LIMIT 1",
+            (environment, invoice_hash),
+        ).fetchone()
+        return None if row is None else InvoiceRecord(*row)
+
+    def chain_hashes(self, csid_request_id: int) -> tuple[str | None, str | None]:
+        """(last received, last accepted) invoice hash of a CSID's reporting and clearance chain."""
+        last = self._db.execute(
+            "SELECT invoice_hash FROM invoices WHERE csid_request_id = ? AND invoice_hash IS NOT NULL"
+            " AND endpoint IN ('reporting', 'clearance') ORDER BY seq DESC LIMIT 1",
+            (csid_request_id,),
+        ).fetchone()
+        accepted = self._db.execute(
+            "SELECT invoice_hash FROM invoices WHERE csid_request_id = ? AND invoice_hash IS NOT NULL"
+            " AND endpoint IN ('reporting', 'clearance') AND http_status IN (200, 202)"
+            " ORDER BY seq DESC LIMIT 1",
+            (csid_request_id,),
+        ).fetchone()
+        return (None if last is None else last[0], None if accepted is None else accepted[0])
+
     def mint_otp(self, environment: str, vat: str, ttl_seconds: float) -> str:
         now = self._clock()
         # A fresh OTP must not collide with one still usable; expired and used ones may be recycled.
@@ -177,6 +263,12 @@ class EmulatorStore:
             (now, environment, otp, now),
         )
         return updated.rowcount == 1
+
+
+_SELECT_INVOICES = (
+    "SELECT environment, endpoint, csid_request_id, uuid, invoice_hash, kind, http_status, status,"
+    " file_stem, received_at FROM invoices"
+)
 
 
 def _csid_from_row(row: Any) -> CsidRecord:

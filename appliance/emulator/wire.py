@@ -214,3 +214,34 @@ def required_compliance_steps(invoice_type: str) -> list[str]:
         if invoice_type[position] == "1"
         for step in steps
     ]
+
+
+def invoice_verdict(status: int, validation_results: dict[str, Any], **statuses: object) -> Answer:
+    """Compliance, reporting and clearance answers: validationResults, then the endpoint's statuses."""
+    return json_answer(status, {"validationResults": validation_results, **statuses})
+
+
+def duplicate_reported() -> Answer:
+    """409 on reporting: the hash was already reported (zatca-invoice-signing.md 6, DISC 3932)."""
+    return json_answer(
+        409,
+        {
+            "code": "Invoice-Errors",
+            "category": "Duplicate-Invoice",
+            "message": "Invoice was already reported successfully earlier.",
+            "reportingStatus": "NOT_REPORTED",
+        },
+    )
+
+
+def single_error(code: str, category: str, message: str) -> dict[str, Any]:
+    """validationResults holding one error, for refusals decided before the document is judged."""
+    entry = {"type": "ERROR", "code": code, "category": category, "message": message, "status": "ERROR"}
+    return {"infoMessages": [], "warningMessages": [], "errorMessages": [entry], "status": "ERROR"}
+
+
+def clearance_required() -> Answer:
+    """303: a standard document sent to reporting while clearance is on (DISC 991)."""
+    message = "Standard invoices must be sent to clearance: clearance is activated for this taxpayer"
+    results = single_error("invoice-clearance-required", "INVOICE_ERRORS", message)
+    return invoice_verdict(303, results, reportingStatus="NOT_REPORTED")

@@ -139,11 +139,15 @@ def export_private_key(
             }
         )
         try:
-            return bytes(wrapping_key.wrap_key(private_key, mechanism=Mechanism.AES_KEY_WRAP_PAD))
+            wrapped_key = bytes(wrapping_key.wrap_key(private_key, mechanism=Mechanism.AES_KEY_WRAP_PAD))
         except (p11.KeyUnextractable, p11.KeyNotWrappable) as exc:
             raise KeyNotExportable(f"{connection.where()} refused to wrap {what} ({describe(exc)})") from exc
         finally:
             wrapping_key.destroy()
+        # The export is one-time: lock the key down (PKCS#11 allows only this direction), so no
+        # later call, ours or another PIN holder's, can wrap it out again.
+        private_key[Attribute.EXTRACTABLE] = False
+        return wrapped_key
 
     # The one-time wrapping key is an object created and destroyed in the token.
     with connection.runtime.object_lock:
@@ -226,11 +230,14 @@ def list_keys(connection: TokenConnection) -> list[DeviceKeyInfo]:
 
 def _device_key_info(key_id: bytes, attributes: dict[Attribute, Any]) -> DeviceKeyInfo:
     extractable = bool(attributes[Attribute.EXTRACTABLE])
+    # After its one-time export an Xml/Pdf key is no longer extractable, but it was generated
+    # exportable: NEVER_EXTRACTABLE tells the two policies apart for good.
+    never_extractable = bool(attributes[Attribute.NEVER_EXTRACTABLE])
     return DeviceKeyInfo(
         device_id=uuid.UUID(bytes=key_id),
         key_id_hex=key_id.hex(),
         label=str(attributes[Attribute.LABEL]),
-        policy=KeyPolicy.EXPORTABLE if extractable else KeyPolicy.SEALED,
+        policy=KeyPolicy.SEALED if never_extractable else KeyPolicy.EXPORTABLE,
         sensitive=bool(attributes[Attribute.SENSITIVE]),
         extractable=extractable,
         always_sensitive=bool(attributes[Attribute.ALWAYS_SENSITIVE]),

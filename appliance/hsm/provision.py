@@ -5,7 +5,9 @@
     <data_dir>/token-pin                random user PIN, mode 0600
     <data_dir>/token-so-pin             random security-officer PIN, mode 0600
 
-Running it again keeps the token and its PINs. softhsm2-util reads the PINs from a
+With `partitions`, the device-key tokens `<label>-p00`, `<label>-p01`, ... are created next to
+it with the same PINs (hsm.partition_labels; appliance/hsm/partitions.py says why). Running it
+again keeps the tokens and their PINs. softhsm2-util reads the PINs from a
 pseudo-terminal with echo off, never from its command line, so they do not appear in `ps`.
 Same layout and settings as hsm/init-token.sh with hsm/softhsm2.conf.template.
 """
@@ -29,6 +31,8 @@ from appliance.errors import ConfigError, HsmError
 DEFAULT_DEV_LABEL: Final = "zatca-appliance-dev"
 _PIN_HEX_BYTES: Final = 16
 _INIT_TIMEOUT_SECONDS: Final = 60.0
+_MAX_PARTITIONS: Final = 100
+_MAX_LABEL_LENGTH: Final = 32  # CK_TOKEN_INFO.label
 _CONF_TEMPLATE: Final = """\
 # SoftHSM v2 configuration for the appliance's development token (written by `hsm init`).
 directories.tokendir = {token_dir}
@@ -40,8 +44,18 @@ library.reset_on_fork = false
 """
 
 
-def ensure_dev_token(data_dir: Path, label: str = DEFAULT_DEV_LABEL) -> HsmSettings:
-    """Create (or find) the development token; return the settings that open it."""
+def partition_label(label: str, index: int) -> str:
+    """The label of partition `index` of the token `label` (the same rule as hsm/init-token.sh)."""
+    return f"{label}-p{index:02d}"
+
+
+def ensure_dev_token(data_dir: Path, label: str = DEFAULT_DEV_LABEL, partitions: int = 0) -> HsmSettings:
+    """Create (or find) the development token and its partitions; return the settings that open them."""
+    if not 0 <= partitions <= _MAX_PARTITIONS:
+        raise ConfigError(f"partitions must be 0 to {_MAX_PARTITIONS}, not {partitions}")
+    partition_labels = [partition_label(label, index) for index in range(partitions)]
+    if any(len(name) > _MAX_LABEL_LENGTH for name in (label, *partition_labels)):
+        raise ConfigError(f"token labels have at most {_MAX_LABEL_LENGTH} characters: shorten '{label}'")
     data_dir = data_dir.absolute()
     softhsm_dir = data_dir / "softhsm"
     token_dir = softhsm_dir / "tokens"
@@ -54,20 +68,29 @@ def ensure_dev_token(data_dir: Path, label: str = DEFAULT_DEV_LABEL) -> HsmSetti
         _write_private(conf_path, _CONF_TEMPLATE.format(token_dir=token_dir))
 
     environment = {**os.environ, "SOFTHSM2_CONF": str(conf_path)}
-    if label in _token_labels(environment):
-        if not pin_file.exists():
-            raise ConfigError(
-                f"token '{label}' exists in {token_dir} but its PIN file {pin_file} is gone; "
-                f"remove {softhsm_dir} to start the development token over"
-            )
-    else:
+    present = _token_labels(environment)
+    if label in present and not pin_file.exists():
+        raise ConfigError(
+            f"token '{label}' exists in {token_dir} but its PIN file {pin_file} is gone; "
+            f"remove {softhsm_dir} to start the development token over"
+        )
+    missing = [name for name in (label, *partition_labels) if name not in present]
+    if missing:
         user_pin = _read_or_create_pin(pin_file)
         so_pin = _read_or_create_pin(so_pin_file)
-        _init_token(label, so_pin, user_pin, environment)
-        if label not in _token_labels(environment):
-            raise HsmError(f"softhsm2-util reported success but token '{label}' is not in {token_dir}")
+        for name in missing:
+            _init_token(name, so_pin, user_pin, environment)
+        present = _token_labels(environment)
+        for name in missing:
+            if name not in present:
+                raise HsmError(f"softhsm2-util reported success but token '{name}' is not in {token_dir}")
     pin_file.chmod(0o600)
-    return HsmSettings(token_label=label, pin_file=str(pin_file), softhsm_conf=str(conf_path))
+    return HsmSettings(
+        token_label=label,
+        pin_file=str(pin_file),
+        softhsm_conf=str(conf_path),
+        partition_labels=partition_labels,
+    )
 
 
 def _softhsm2_util() -> str:

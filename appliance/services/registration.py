@@ -1,17 +1,22 @@
-"""Register a POS device: pending row -> key in the token -> CSR signed in the token -> ZATCA -> active.
+"""Register a POS device: pending row -> key in the token -> CSR signed in the token -> compliance
+CSID -> compliance checks -> production CSID -> active (zatca-protocol.md 3.1-3.3).
 
 The order is what keeps the registry and the token consistent through every failure:
 the pending row exists before the key, so a crash at any later point leaves a row that the
-reconciler (appliance.services.reconcile) can resolve. Every outcome in which we do not hold
-ZATCA's credentials ends with the key destroyed and the row `failed`: without the `secret`
-from ZATCA's answer a certificate is useless to us, so an unknown outcome (timeout) is a
-failure the POS retries with a fresh OTP.
+reconciler (appliance.services.reconcile) can resolve. Each step that ZATCA answered is stored
+before the next begins (`pending` -> `compliance` -> `compliant` -> `active`), so the registry
+shows how far a registration got. Every outcome in which we do not end with the production
+credentials ends with the key destroyed and the row `failed`: without the `secret` from ZATCA's
+answer a certificate is useless to us, so an unknown outcome (timeout) is a failure the POS
+retries with a fresh OTP. With `zatca.onboarding: compliance` the registration ends `active`
+with the compliance CSID, as before the onboarding steps existed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,12 +36,22 @@ from appliance.errors import (
     ZatcaUnavailable,
 )
 from appliance.hsm import AsyncKeyStore, KeyPolicy
+from appliance.invoices.model import SellerIdentity
 from appliance.metrics import Metrics
+from appliance.services.onboarding import ComplianceRun, StepClock, run_compliance_checks
 from appliance.services.requests import RegistrationRequest
-from appliance.storage import ActivationData, AuditedDeviceRegistry, AuditEvent, DeviceRecord, api_key_actor
+from appliance.storage import (
+    ActivationData,
+    AuditedDeviceRegistry,
+    AuditEvent,
+    ComplianceCsidData,
+    DeviceRecord,
+    api_key_actor,
+    certificate_serial_text,
+)
 from appliance.x509.csr import build_zatca_csr, csr_to_pem
 from appliance.x509.fields import CsrFields, egs_serial_number
-from appliance.zatca import COMPLIANCE_CSID, CsidResponse, ZatcaClient
+from appliance.zatca import COMPLIANCE_CSID, PRODUCTION_CSID, CsidResponse, ZatcaClient
 
 log = logging.getLogger("appliance.registration")
 
@@ -77,10 +92,13 @@ class RegistrationService:
         self._zatca = zatca
         self._metrics = metrics
 
-    async def register(self, request: RegistrationRequest, actor: str | None) -> RegistrationResult:
+    async def register(
+        self, request: RegistrationRequest, actor: str | None, *, registrations_per_hour: int | None = None
+    ) -> RegistrationResult:
+        """`actor`: the API key id (kept as `created_by`); `registrations_per_hour`: its quota."""
         outcome = "error"
         try:
-            result = await self._register(request, actor)
+            result = await self._register(request, actor, registrations_per_hour)
         except ApplianceError as exc:
             outcome = _outcome_label(exc)
             raise
@@ -92,10 +110,12 @@ class RegistrationService:
                 environment=str(request.environment), format=str(request.invoice_format), outcome=outcome
             ).inc()
 
-    async def _register(self, request: RegistrationRequest, actor: str | None) -> RegistrationResult:
+    async def _register(
+        self, request: RegistrationRequest, actor: str | None, registrations_per_hour: int | None
+    ) -> RegistrationResult:
         device_id = uuid.uuid4()
         record = self._pending_record(request, device_id, actor)
-        await self._registry.create_pending(record)
+        await self._registry.create_pending(record, registrations_per_hour=registrations_per_hour)
         log.info(
             "registration started",
             extra={"device_id": record.device_id, "environment": str(request.environment)},
@@ -112,76 +132,127 @@ class RegistrationService:
         self, request: RegistrationRequest, record: DeviceRecord, device_id: uuid.UUID
     ) -> RegistrationResult:
         policy = KeyPolicy.EXPORTABLE if request.invoice_format.key_leaves_token else KeyPolicy.SEALED
+        clock = StepClock(self._metrics, "registration")
+        started = time.perf_counter()
         try:
-            public_key_der = await self._keys.generate_device_key(device_id, policy, record.key_label)
+            with clock.step("keygen"):
+                public_key_der = await self._keys.generate_device_key(device_id, policy, record.key_label)
             self._metrics.token_device_keys.inc()
             await self._audit(record, AuditEvent.KEY_GENERATED, "ok", f"policy={policy}")
-            csr_pem = await self._build_csr(request, record, device_id, public_key_der)
+            with clock.step("csr"):
+                csr_pem = await build_csr(self._keys, record, device_id, public_key_der)
             private_key_pem = None
             if request.invoice_format.key_leaves_token:
-                private_key_pem = await self._keys.export_private_key(device_id, public_key_der)
+                with clock.step("export"):
+                    private_key_pem = await self._keys.export_private_key(device_id, public_key_der)
                 await self._audit(record, AuditEvent.KEY_EXPORTED, "ok", "wrapped in the token, sent once")
-            csid = await self._zatca.request_compliance_csid(
-                request.environment, csr_pem, self._otp_for(request)
-            )
-            certificate = _certificate_for_key(csid, public_key_der)
-            # Sealing the secret needs the token and activation needs the registry: until both
-            # are done we do not hold ZATCA's credentials, so a failure here abandons as well.
-            secret_ciphertext = await self._keys.encrypt_secret(csid.secret.encode())
-            await self._registry.mark_active(
-                record.device_id,
-                ActivationData(
+            with clock.step("compliance-csid"):
+                compliance = await self._zatca.request_compliance_csid(
+                    request.environment, csr_pem, self._otp_for(request)
+                )
+            compliance_certificate = certificate_for_key(compliance, public_key_der, COMPLIANCE_CSID.name)
+            if self._config.zatca.onboarding == "compliance":
+                issued = compliance
+                with clock.step("registry"):
+                    await self._activate_compliance_only(record, csr_pem, compliance, compliance_certificate)
+            else:
+                issued = await self._onboard(
+                    request,
+                    record=record,
+                    device_id=device_id,
+                    public_key_der=public_key_der,
                     csr_pem=csr_pem,
-                    request_id=csid.request_id,
-                    binary_security_token=csid.binary_security_token,
-                    secret_ciphertext=secret_ciphertext,
-                    certificate_serial=format(certificate.serial_number, "x"),
-                    certificate_not_before=certificate.not_valid_before_utc,
-                    certificate_not_after=certificate.not_valid_after_utc,
-                ),
-            )
+                    compliance=compliance,
+                    compliance_certificate=compliance_certificate,
+                    clock=clock,
+                )
         except BaseException as exc:
             await self._abandon(record, device_id, exc)
             raise
+        self._metrics.onboarding_step_seconds.labels(operation="registration", step="total").observe(
+            time.perf_counter() - started
+        )
 
-        await self._audit(record, AuditEvent.REGISTRATION_SUCCEEDED, "ok", f"request_id={csid.request_id}")
+        await self._audit(
+            record,
+            AuditEvent.REGISTRATION_SUCCEEDED,
+            "ok",
+            f"request_id={issued.request_id} onboarding={self._config.zatca.onboarding}",
+        )
+        await refresh_expiry_gauge(self._registry, self._metrics)
         log.info("registration succeeded", extra={"device_id": record.device_id})
         return RegistrationResult(
             device_id=record.device_id,
-            csid=csid.binary_security_token,
+            csid=issued.binary_security_token,
             csr_pem=csr_pem,
             private_key_pem=private_key_pem,
-            secret=csid.secret,
+            secret=issued.secret,
             invoice_type=request.invoice_type,
         )
 
-    async def _build_csr(
+    async def _activate_compliance_only(
+        self, record: DeviceRecord, csr_pem: str, csid: CsidResponse, certificate: x509.Certificate
+    ) -> None:
+        # Sealing the secret needs the token and activation needs the registry: until both
+        # are done we do not hold ZATCA's credentials, so a failure here abandons as well.
+        secret_ciphertext = await self._keys.encrypt_secret(csid.secret.encode())
+        await self._registry.activate_compliance_only(
+            record.device_id, activation_data(csr_pem, csid, secret_ciphertext, certificate)
+        )
+
+    async def _onboard(
         self,
         request: RegistrationRequest,
+        *,
         record: DeviceRecord,
         device_id: uuid.UUID,
         public_key_der: bytes,
-    ) -> str:
-        fields = CsrFields(
+        csr_pem: str,
+        compliance: CsidResponse,
+        compliance_certificate: x509.Certificate,
+        clock: StepClock,
+    ) -> CsidResponse:
+        """compliance CSID stored -> checks -> compliant -> production CSID -> active."""
+        with clock.step("registry"):
+            sealed = await self._keys.encrypt_secret(compliance.secret.encode())
+            await self._registry.store_compliance_csid(
+                record.device_id,
+                ComplianceCsidData(
+                    csr_pem=csr_pem,
+                    request_id=compliance.request_id,
+                    binary_security_token=compliance.binary_security_token,
+                    secret_ciphertext=sealed,
+                    certificate_serial=certificate_serial_text(compliance_certificate.serial_number),
+                ),
+            )
+        run = ComplianceRun(
+            device_id=record.device_id,
             environment=request.environment,
-            common_name=record.common_name,
-            serial_number=record.serial_number,
-            vat=request.vat,
-            organization_name=request.organization_name,
-            organization_unit=request.organization_unit,
-            country=request.country,
             invoice_type=request.invoice_type,
-            location=request.location,
-            industry=request.industry,
+            seller=SellerIdentity(vat=request.vat, name=request.organization_name),
+            key_id=device_id,
+            certificate_der=compliance.certificate_der,
+            credentials=compliance.credentials,
+            compliance_request_id=compliance.request_id,
         )
-        # The ASN.1 work is CPU-bound and the signature is a token call: both stay off the loop.
-        sign = self._keys.signer_in_worker(device_id)
-
-        def build() -> bytes:
-            return build_zatca_csr(fields, public_key_der, sign)
-
-        der = await anyio.to_thread.run_sync(build, limiter=self._keys.limiter)
-        return csr_to_pem(der)
+        with clock.step("compliance-documents"):
+            checks = await run_compliance_checks(
+                run, self._keys, self._zatca, self._registry, then_compliant=True
+            )
+        await self._audit(
+            record, AuditEvent.COMPLIANCE_CHECKED, "ok", f"passed={','.join(c.kind for c in checks)}"
+        )
+        with clock.step("production-csid"):
+            production = await self._zatca.request_production_csid(
+                request.environment, compliance.credentials, compliance.request_id
+            )
+        certificate = production_certificate(production, public_key_der, request.environment)
+        with clock.step("registry"):
+            sealed = await self._keys.encrypt_secret(production.secret.encode())
+            await self._registry.activate_production(
+                record.device_id, activation_data(csr_pem, production, sealed, certificate)
+            )
+        return production
 
     def _otp_for(self, request: RegistrationRequest) -> str:
         # The developer portal has no real OTPs; any OTP the POS sent stands for its sandbox one.
@@ -219,9 +290,7 @@ class RegistrationService:
     async def _abandon(self, record: DeviceRecord, device_id: uuid.UUID, cause: BaseException) -> None:
         """Destroy the key (if it was made) and mark the row failed. The key goes first so a crash
         in between leaves a pending row without a key, which the reconciler closes."""
-        code = cause.code if isinstance(cause, ApplianceError) else "Internal-Error"
-        if isinstance(cause, ZatcaRejected) and cause.messages and cause.messages[0].code:
-            code = cause.messages[0].code
+        code = failure_code(cause)
         try:
             if await self._keys.destroy_device_key(device_id):
                 self._metrics.token_device_keys.dec()
@@ -242,18 +311,78 @@ class RegistrationService:
         self._metrics.audit_records.labels(event=str(event)).inc()
 
 
-def _certificate_for_key(csid: CsidResponse, public_key_der: bytes) -> x509.Certificate:
+async def build_csr(
+    keys: AsyncKeyStore, record: DeviceRecord, key_id: uuid.UUID, public_key_der: bytes
+) -> str:
+    """The device's CSR (its registered fields) for the key `key_id`, signed in the token."""
+    fields = CsrFields(
+        environment=record.environment,
+        common_name=record.common_name,
+        serial_number=record.serial_number,
+        vat=record.vat,
+        organization_name=record.organization_name,
+        organization_unit=record.organization_unit,
+        country=record.country,
+        invoice_type=record.invoice_type,
+        location=record.location,
+        industry=record.industry,
+    )
+    # The ASN.1 work is CPU-bound and the signature is a token call: both stay off the loop.
+    sign = keys.signer_in_worker(key_id)
+
+    def build() -> bytes:
+        return build_zatca_csr(fields, public_key_der, sign)
+
+    der = await anyio.to_thread.run_sync(build, limiter=keys.limiter)
+    return csr_to_pem(der)
+
+
+def certificate_for_key(csid: CsidResponse, public_key_der: bytes, endpoint: str) -> x509.Certificate:
     """ZATCA's certificate, refused unless it certifies the key we sent."""
     certificate = x509.load_der_x509_certificate(csid.certificate_der)
     issued_for = certificate.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
     if issued_for != public_key_der:
         raise CertificateMismatch(
-            COMPLIANCE_CSID.name,
+            endpoint,
             "bad-response",
             "the issued certificate is for another public key (SHA-256 "
             f"{hashlib.sha256(issued_for).hexdigest()[:16]}...), refused",
         )
     return certificate
+
+
+def production_certificate(
+    csid: CsidResponse, public_key_der: bytes, environment: Environment
+) -> x509.Certificate:
+    """The production certificate. The developer portal hands every caller one shared certificate
+    (zatca-protocol.md 4.5), so there a certificate for another key is kept, with a warning."""
+    if environment is Environment.DEVELOPMENT:
+        certificate = x509.load_der_x509_certificate(csid.certificate_der)
+        issued_for = certificate.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+        if issued_for != public_key_der:
+            log.warning("the developer portal's production certificate is not for the device key (shared)")
+        return certificate
+    return certificate_for_key(csid, public_key_der, PRODUCTION_CSID.name)
+
+
+def activation_data(
+    csr_pem: str, csid: CsidResponse, secret_ciphertext: bytes, certificate: x509.Certificate
+) -> ActivationData:
+    return ActivationData(
+        csr_pem=csr_pem,
+        request_id=csid.request_id,
+        binary_security_token=csid.binary_security_token,
+        secret_ciphertext=secret_ciphertext,
+        certificate_serial=certificate_serial_text(certificate.serial_number),
+        certificate_not_before=certificate.not_valid_before_utc,
+        certificate_not_after=certificate.not_valid_after_utc,
+    )
+
+
+async def refresh_expiry_gauge(registry: AuditedDeviceRegistry, metrics: Metrics) -> None:
+    """Recompute the earliest-expiry gauge (after an activation, a renewal, at start-up)."""
+    expiries = await registry.earliest_expiry()
+    metrics.set_earliest_expiry({str(environment): moment for environment, moment in expiries.items()})
 
 
 def _outcome_label(exc: ApplianceError) -> str:
@@ -267,6 +396,13 @@ def _outcome_label(exc: ApplianceError) -> str:
         if isinstance(exc, kind):
             return label
     return "error"
+
+
+def failure_code(cause: BaseException) -> str:
+    code = cause.code if isinstance(cause, ApplianceError) else "Internal-Error"
+    if isinstance(cause, ZatcaRejected) and cause.messages and cause.messages[0].code:
+        code = cause.messages[0].code
+    return code
 
 
 def _failure_text(cause: BaseException) -> str:

@@ -56,6 +56,10 @@ class AuditEvent(enum.StrEnum):
     APIKEY_CREATED = "apikey.created"
     APIKEY_REVOKED = "apikey.revoked"
     DEVICES_RECONCILED = "devices.reconciled"
+    COMPLIANCE_CHECKED = "compliance.checked"
+    RENEWAL_SUCCEEDED = "renewal.succeeded"
+    RENEWAL_FAILED = "renewal.failed"
+    DEVICE_RETIRED = "device.retired"
 
 
 class AuditRecord(msgspec.Struct, frozen=True):
@@ -110,11 +114,3 @@ def record_hash(seq: int, payload: Sequence[object], prev_hash: object) -> str:
     """
     encoded = msgspec.json.encode([seq, *payload, prev_hash])
     return hashlib.sha256(encoded).hexdigest()
-
-
-def api_key_actor(name: str) -> str:
-    """The actor of a request authenticated by the API key `name`.
-
-    Prefixed so that a key named "cli" or "system" cannot pass for the CLI or the appliance.
-    """
-    return f"apikey:{name}"

@@ -5,19 +5,32 @@ Methods are async so a networked database can replace SQLite without touching th
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Protocol
 
 from appliance.domain import DeviceStatus, Environment
 from appliance.storage.audit import AuditTrail
-from appliance.storage.models import ActivationData, ApiKeyInfo, DevicePage, DeviceRecord
+from appliance.storage.models import (
+    ActivationData,
+    ApiKeyInfo,
+    ComplianceCheckRecord,
+    ComplianceCsidData,
+    DevicePage,
+    DeviceRecord,
+    RenewalData,
+)
 
 
 class DeviceRegistry(Protocol):
-    async def create_pending(self, record: DeviceRecord) -> None:
+    async def create_pending(
+        self, record: DeviceRecord, *, registrations_per_hour: int | None = None
+    ) -> None:
         """Store a new `pending` device.
 
-        Raises `Conflict` naming the existing device id when (environment, vat, egs_serial)
-        already has a pending or active row; a failed row does not block a new attempt.
+        Raises `Conflict` naming the existing device id when (environment, vat, egs_serial) or
+        (environment, vat, serial_number) already has a live row; a failed or retired row does not
+        block a new attempt. With `registrations_per_hour`, `RateLimited` once `record.created_by`
+        made that many attempts in the last hour.
         """
         ...
 
@@ -26,7 +39,58 @@ class DeviceRegistry(Protocol):
         ...
 
     async def mark_failed(self, device_id: str, code: str, message: str) -> DeviceRecord:
-        """pending -> failed. `NotFound` if unknown, `DeviceStateConflict` if not pending."""
+        """pending, compliance or compliant -> failed. `NotFound` if unknown, `DeviceStateConflict`
+        if the registration already ended."""
+        ...
+
+    async def store_compliance_csid(self, device_id: str, data: ComplianceCsidData) -> DeviceRecord:
+        """pending -> compliance."""
+        ...
+
+    async def record_compliance_checks(
+        self, checks: list[ComplianceCheckRecord], *, then_compliant: str | None = None
+    ) -> None:
+        """Keep ZATCA's verdicts; with `then_compliant` (a device id) also compliance -> compliant."""
+        ...
+
+    async def compliance_checks(self, device_id: str) -> list[ComplianceCheckRecord]:
+        """The device's compliance documents' verdicts, oldest first."""
+        ...
+
+    async def mark_compliant(self, device_id: str) -> DeviceRecord:
+        """compliance -> compliant."""
+        ...
+
+    async def activate_production(self, device_id: str, data: ActivationData) -> DeviceRecord:
+        """compliant -> active with the production CSID."""
+        ...
+
+    async def activate_compliance_only(self, device_id: str, data: ActivationData) -> DeviceRecord:
+        """pending -> active with the compliance CSID (`zatca.onboarding: compliance`)."""
+        ...
+
+    async def begin_renewal(self, device_id: str, key_id_hex: str, key_label: str) -> DeviceRecord:
+        """Note an active device's renewal key before it exists. `Conflict` if one is in flight."""
+        ...
+
+    async def finish_renewal(self, device_id: str, data: RenewalData) -> DeviceRecord:
+        """Switch the device to the renewal's key and CSID; `DeviceStateConflict` if it was abandoned."""
+        ...
+
+    async def abandon_renewal(self, device_id: str, key_id_hex: str) -> bool:
+        """Forget the renewal in flight with this key; False if there was none."""
+        ...
+
+    async def renewals_in_flight(self) -> list[DeviceRecord]:
+        """Devices with a renewal key noted, oldest renewal first."""
+        ...
+
+    async def expiring_before(self, moment: datetime) -> list[DeviceRecord]:
+        """Active devices whose certificate ends before `moment`, soonest first."""
+        ...
+
+    async def earliest_expiry(self) -> dict[Environment, datetime]:
+        """Per environment, when the first active device's certificate ends."""
         ...
 
     async def get(self, device_id: str) -> DeviceRecord:

@@ -28,7 +28,8 @@ MAX_TEXT_CHARS = 64
 # fields with an unpublished regex, and these are the ones that demonstrably break DN handling.
 DN_SPECIAL_CHARACTERS = frozenset('=,+"\\<>;#')
 
-_SERIAL_NUMBER_FORM = re.compile(r"1-(.+)\|2-(.+)\|3-(.+)", re.DOTALL)
+# Exactly three segments: a fourth `|1-…` would put a second solution name into the SN and CN.
+_SERIAL_NUMBER_FORM = re.compile(r"1-([^|]*)\|2-([^|]*)\|3-([^|]*)", re.DOTALL)
 _SERIAL_FORM_TEXT = "1-<solution>|2-<version>|3-<serial>"
 # T and S may be 0 or 1; C and Z are reserved and must be 0; at least one flag must be set.
 _INVOICE_TYPE_CODE = re.compile(r"(?!0{4})[01]{2}[00]{2}")
@@ -77,12 +78,22 @@ def parse_invoice_type(value: str) -> str | None:
     return text if _INVOICE_TYPE_CODE.fullmatch(text) else None
 
 
+def normalized_serial(egs_serial: str) -> str:
+    """The EGS serial as the appliance stores and compares it: trimmed, Unicode NFC.
+
+    NFC makes `Café-1` typed with a precomposed é and with e + U+0301 one and the same unit.
+    """
+    return unicodedata.normalize("NFC", egs_serial.strip())
+
+
 def egs_serial_number(egs_serial: str, solution_name: str, solution_version: str) -> str:
-    """ZATCA's SN value; a serial already written as `1-…|2-…|3-…` is taken as it is."""
-    serial = egs_serial.strip()
+    """ZATCA's SN value (NFC); a serial already written as `1-…|2-…|3-…` is taken as it is,
+    a bare serial gets the configured solution name and version."""
+    serial = normalized_serial(egs_serial)
     if _SERIAL_NUMBER_FORM.fullmatch(serial):
         return serial
-    return f"1-{solution_name.strip()}|2-{solution_version.strip()}|3-{serial}"
+    name, version = (unicodedata.normalize("NFC", part.strip()) for part in (solution_name, solution_version))
+    return f"1-{name}|2-{version}|3-{serial}"
 
 
 def validate_registration_fields(
@@ -190,6 +201,14 @@ def _egs_serial_problems(
     if full_form:
         if any(not part.strip() for part in full_form.groups()):
             problems.append(_problem(field, f"written as {_SERIAL_FORM_TEXT} needs all three parts"))
+    elif "|" in serial and serial.startswith("1-"):
+        segments = len(serial.split("|"))
+        problems.append(
+            _problem(
+                field,
+                f"written in full as {_SERIAL_FORM_TEXT} must have exactly three segments; got {segments}",
+            )
+        )
     elif "|" in serial:
         problems.append(
             _problem(

@@ -2,7 +2,9 @@
 
 Errors, all raised `from` the exception that caused them:
 
-    ZatcaRejected      4xx: ZATCA refused the request; `messages` keep ZATCA's codes
+    ZatcaRejected      4xx: ZATCA refused the request; `messages` keep ZATCA's codes. Invoice
+                       calls: 303 (a standard document sent to reporting) too, but not a 400
+                       with validationResults, which is an InvoiceResult with status ERROR
     ZatcaUnavailable   reason "connect": no connection (refused, DNS, proxy, dropped mid-call)
                        reason "server-error": 5xx, ZATCA's message kept in `detail`
                        reason "bad-response": an answer that cannot be used (unparseable JSON,
@@ -34,6 +36,14 @@ from appliance.config import ZatcaSettings
 from appliance.domain import Environment
 from appliance.errors import ConfigError, ZatcaTimeout, ZatcaUnavailable
 from appliance.zatca.errors import error_for_status
+from appliance.zatca.invoices import (
+    InvoiceResult,
+    InvoiceSubmission,
+    clearance_required,
+    decode_result_wire,
+    has_verdict,
+    result_from_wire,
+)
 from appliance.zatca.models import Credentials, CsidResponse, CsidWire, RenewalOutcome
 from appliance.zatca.token import decode_binary_security_token
 
@@ -54,6 +64,9 @@ class ZatcaEndpoint:
 COMPLIANCE_CSID = ZatcaEndpoint("compliance-csid", "POST", "/compliance")
 PRODUCTION_CSID = ZatcaEndpoint("production-csid", "POST", "/production/csids")
 PRODUCTION_CSID_RENEWAL = ZatcaEndpoint("production-csid-renewal", "PATCH", "/production/csids")
+COMPLIANCE_INVOICE = ZatcaEndpoint("compliance-invoice", "POST", "/compliance/invoices")
+REPORTING = ZatcaEndpoint("reporting", "POST", "/invoices/reporting/single")
+CLEARANCE = ZatcaEndpoint("clearance", "POST", "/invoices/clearance/single")
 
 # Header values must not be able to smuggle CR/LF or other control bytes into the request.
 _HEADER_SAFE = re.compile(r"[\x21-\x7e]+")
@@ -98,7 +111,8 @@ def _validated_base_urls(settings: ZatcaSettings) -> dict[Environment, str]:
 
 
 class ZatcaClient:
-    """Onboarding calls to ZATCA: compliance CSID, production CSID, production CSID renewal."""
+    """Calls to ZATCA: onboarding (compliance CSID, production CSID, renewal) and invoices
+    (compliance checks, reporting, clearance)."""
 
     def __init__(
         self,
@@ -175,6 +189,64 @@ class ZatcaClient:
             return RenewalOutcome(issued=False, csid=self._csid_from(PRODUCTION_CSID_RENEWAL, response))
         self._raise_for_error(PRODUCTION_CSID_RENEWAL, response)
         return RenewalOutcome(issued=True, csid=self._csid_from(PRODUCTION_CSID_RENEWAL, response))
+
+    async def submit_compliance_invoice(
+        self, environment: Environment, credentials: Credentials, submission: InvoiceSubmission
+    ) -> InvoiceResult:
+        """`POST /compliance/invoices` with the compliance credentials: one compliance check."""
+        return await self._submit_invoice(COMPLIANCE_INVOICE, environment, credentials, submission, {})
+
+    async def report_invoice(
+        self, environment: Environment, credentials: Credentials, submission: InvoiceSubmission
+    ) -> InvoiceResult:
+        """`POST /invoices/reporting/single` (simplified documents) with the production credentials.
+
+        409 (hash already reported) is a result with `duplicate=True`; 303 raises ZatcaRejected.
+        """
+        headers = {"Clearance-Status": "0"}
+        return await self._submit_invoice(REPORTING, environment, credentials, submission, headers)
+
+    async def clear_invoice(
+        self,
+        environment: Environment,
+        credentials: Credentials,
+        submission: InvoiceSubmission,
+        *,
+        clearance_status: bool = True,
+    ) -> InvoiceResult:
+        """`POST /invoices/clearance/single` (standard documents) with the production credentials.
+
+        208 (hash already cleared) is a result with `duplicate=True`, with the cleared invoice.
+        """
+        headers = {"Clearance-Status": "1" if clearance_status else "0"}
+        return await self._submit_invoice(CLEARANCE, environment, credentials, submission, headers)
+
+    async def _submit_invoice(
+        self,
+        endpoint: ZatcaEndpoint,
+        environment: Environment,
+        credentials: Credentials,
+        submission: InvoiceSubmission,
+        extra_headers: dict[str, str],
+    ) -> InvoiceResult:
+        headers = {"Authorization": _basic_authorization(credentials), **extra_headers}
+        response = await self._call(endpoint, environment, submission.request_body(), headers)
+        status = response.status_code
+        duplicate = (endpoint is CLEARANCE and status == 208) or (endpoint is REPORTING and status == 409)
+        if status in (200, 202) or duplicate:
+            wire = decode_result_wire(endpoint.name, status, response.content)
+            return result_from_wire(endpoint.name, status, wire, duplicate=duplicate)
+        if status == 303:
+            raise clearance_required(endpoint.name, response.content)
+        if status == 400:
+            try:
+                rejection = decode_result_wire(endpoint.name, status, response.content)
+            except ZatcaUnavailable:
+                rejection = None
+            if rejection is not None and has_verdict(rejection):
+                return result_from_wire(endpoint.name, status, rejection)
+        self._raise_for_error(endpoint, response)
+        raise ZatcaUnavailable(endpoint.name, "bad-response", f"unexpected HTTP {status}", status)
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -67,6 +67,26 @@ def test_dev_mode_prints_a_curl_example_that_registers_a_device(tmp_path: Path) 
             ).stdout
         )
         assert again["status"] == "Success" and again["deviceId"] != answer["deviceId"]
+        # The admin commands reach the running instance through the configuration it printed.
+        config_path = re.search(r"config\s+(\S+config\.yaml)", output)
+        assert config_path is not None, output
+        shown = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "appliance.cli",
+                "devices",
+                "show",
+                answer["deviceId"],
+                "--config",
+                config_path.group(1),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        assert answer["deviceId"] in shown.stdout and "active" in shown.stdout
     finally:
         process.send_signal(signal.SIGINT)
         exit_code = process.wait(timeout=30)

@@ -104,8 +104,9 @@ def test_exportable_key_leaves_as_sec1_pem_matching_the_token(
     assert exported_public == spki == read_public_key_with_pkcs11_tool(softhsm, device_id, tmp_path)
     digest = digest_of("signed in the token")
     private_key.public_key().verify(keystore.sign_digest(device_id, digest), digest, PREHASHED_ECDSA)
-    # The token keeps the key (still sensitive: CKA_VALUE never left in the clear).
-    assert softhsm.access_line(device_id.hex) == EXPORTABLE_ACCESS
+    # The token keeps the key (still sensitive: CKA_VALUE never left in the clear), and after
+    # the one-time export no longer extractable (issue 13 item 13).
+    assert softhsm.access_line(device_id.hex) == EXPORTABLE_ACCESS.replace(" extractable,", "")
 
 
 def test_list_shows_device_keys_with_the_tokens_flags(keystore: KeyStore, softhsm: SoftHsmToken) -> None:

@@ -98,6 +98,8 @@ def test_xml_and_pdf_receive_the_private_key_of_the_certificate(
     assert spki(private_key.public_key()) == spki(certificate_of(answer["csid"]).public_key())
     listed = list_private_keys(service_token)[uuid.UUID(answer["deviceId"]).bytes.hex()]
     assert "never extractable" not in listed.access
+    # Sent once: the token no longer lets it be wrapped out (issue 13 item 13).
+    assert "extractable" not in listed.access.split(", ")
 
 
 def test_model_keeps_the_key_sealed_in_the_token(

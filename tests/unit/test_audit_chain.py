@@ -18,6 +18,7 @@ import pytest
 
 from appliance.errors import Conflict, ValidationFailed
 from appliance.storage import GENESIS_HASH, AuditEvent, AuditRecord, SqliteRegistry, api_key_actor
+from appliance.storage.schema import MIGRATIONS
 
 
 @pytest.fixture
@@ -230,12 +231,19 @@ async def test_the_table_refuses_plain_updates_and_deletes(registry: SqliteRegis
 
 @pytest.mark.anyio
 async def test_a_registry_from_before_the_audit_trail_gains_it_on_opening(path: Path) -> None:
-    async with await SqliteRegistry.open(path) as registry:
-        key = await registry.create_api_key("pos-fleet")
+    # What the first release's file looks like: schema version 1 (no audit_log), one API key.
+    key = "first-release-key-" + "k" * 32
     with sqlite3.connect(path) as connection:
-        # What the first release's file looks like: schema version 1, no audit_log.
-        connection.execute("DROP TABLE audit_log")
-        connection.execute("DELETE FROM schema_migrations WHERE version > 1")
+        connection.execute(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
+        )
+        for statement in MIGRATIONS[0]:
+            connection.execute(statement)
+        connection.execute("INSERT INTO schema_migrations VALUES (1, '2026-11-27T00:00:00+00:00')")
+        connection.execute(
+            "INSERT INTO api_keys (name, key_hash, created_at) VALUES (?, ?, ?)",
+            ("pos-fleet", hashlib.sha256(key.encode()).digest(), "2026-11-27T00:00:00+00:00"),
+        )
     connection.close()
 
     async with await SqliteRegistry.open(path) as upgraded:

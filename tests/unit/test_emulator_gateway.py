@@ -93,12 +93,29 @@ def test_faults_apply_in_order_each_for_its_count() -> None:
     assert queue.pending() == []
 
 
+def test_a_fault_for_one_endpoint_waits_for_it_while_others_go_on() -> None:
+    queue = FaultQueue([FaultSpec("timeout", endpoint="reporting"), FaultSpec("error-500", count=2)])
+    assert queue.take("compliance") == FaultSpec("error-500", count=2)
+    assert queue.take("clearance") == FaultSpec("error-500", count=2)
+    assert queue.take("clearance") is None
+    assert queue.take("reporting") == FaultSpec("timeout", endpoint="reporting")
+    assert queue.pending() == []
+
+
+def test_the_invoices_target_covers_the_three_invoice_endpoints_only() -> None:
+    spec = FaultSpec("error-500", endpoint="invoices")
+    assert [spec.applies_to(name) for name in ("compliance-invoices", "reporting", "clearance")] == [True] * 3
+    assert not spec.applies_to("compliance") and not spec.applies_to("production-csids")
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
         ("timeout", FaultSpec("timeout", 1)),
         ("error-500:3", FaultSpec("error-500", 3)),
         ("latency:2:0.25", FaultSpec("latency", 2, 0.25)),
+        ("timeout@reporting:2", FaultSpec("timeout", 2, endpoint="reporting")),
+        ("connection-drop@invoices", FaultSpec("connection-drop", 1, endpoint="invoices")),
     ],
 )
 def test_fault_arguments_from_the_command_line(text: str, expected: FaultSpec) -> None:
@@ -106,7 +123,8 @@ def test_fault_arguments_from_the_command_line(text: str, expected: FaultSpec) -
 
 
 @pytest.mark.parametrize(
-    "text", ["explode", "error-500:0", "error-500:x", "timeout:1:5", "latency:1:-1", "a:1:2:3"]
+    "text",
+    ["explode", "error-500:0", "error-500:x", "timeout:1:5", "latency:1:-1", "a:1:2:3", "timeout@nowhere"],
 )
 def test_bad_fault_arguments_are_refused(text: str) -> None:
     with pytest.raises(ValueError):

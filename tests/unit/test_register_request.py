@@ -7,10 +7,12 @@ from typing import Any
 
 import pytest
 
+from appliance.api.json_body import decode_json_object, duplicate_field_paths, require_json_content_type
 from appliance.api.register_request import decode_register_request
 from appliance.config import SolutionSettings
 from appliance.domain import Environment, InvoiceFormat
-from appliance.errors import ValidationFailed
+from appliance.errors import UnsupportedMediaType, ValidationFailed
+from appliance.x509.fields import egs_serial_number
 
 SOLUTION = SolutionSettings()
 
@@ -141,3 +143,88 @@ def test_duplicate_names_differing_only_in_case_are_refused() -> None:
     document = published_example()
     document["otp"] = "111111"
     assert "OTP" in problems_of(document)
+
+
+# Issue 13 -------------------------------------------------------------------------------------
+
+
+def raw_problems(body: bytes) -> dict[str, tuple[str, str]]:
+    with pytest.raises(ValidationFailed) as caught:
+        decode_register_request(body, SOLUTION)
+    return {problem.field: (problem.code, problem.message) for problem in caught.value.problems}
+
+
+def test_an_exact_duplicate_field_is_refused_not_last_one_wins() -> None:
+    """Item 3: `"InvoiceFormat": "Model", "InvoiceFormat": "Xml"` registered an Xml device."""
+    body = json.dumps(published_example())[:-1] + ', "InvoiceFormat": "Model"}'
+    assert raw_problems(body.encode())["InvoiceFormat"][0] == "Duplicate-Field"
+
+
+def test_a_duplicate_inside_a_section_is_named_by_its_path() -> None:
+    text = json.dumps(published_example()).replace(
+        '"Vat": "399999999900003"', '"Vat": "not-a-vat", "Vat": "399999999900003"'
+    )
+    assert raw_problems(text.encode()) == {
+        "Organization.Vat": ("Duplicate-Field", "given more than once; send each field once")
+    }
+
+
+def test_duplicates_are_found_at_any_depth_with_array_indexes() -> None:
+    body = b'{"a": [{"x": 1}, {"y": {"z": 1, "z": 2}}], "b": 1, "b": 2}'
+    assert duplicate_field_paths(body) == ["b", "a[1].y.z"]
+    with pytest.raises(ValidationFailed) as caught:
+        decode_json_object(body)
+    assert {problem.field for problem in caught.value.problems} == {"b", "a[1].y.z"}
+
+
+@pytest.mark.parametrize(
+    ("content_type", "accepted"),
+    [
+        ("application/json", True),
+        ("application/json; charset=utf-8", True),
+        ("Application/JSON", True),
+        ("application/problem+json", True),
+        ("text/plain", False),
+        ("application/x-www-form-urlencoded", False),
+        (None, False),
+    ],
+)
+def test_only_json_media_types_are_read(content_type: str | None, accepted: bool) -> None:
+    if accepted:
+        require_json_content_type(content_type)
+    else:
+        with pytest.raises(UnsupportedMediaType):
+            require_json_content_type(content_type)
+
+
+def test_a_missing_field_does_not_hide_the_problems_of_the_others() -> None:
+    """Item 3: a body missing `Industry` with `"Vat": "123"` reported only the missing field."""
+    document = published_example()
+    del document["Device"]["Industry"]
+    document["Organization"]["Vat"] = "123"
+    problems = problems_of(document)
+    assert problems["Device.Industry"] == "is required"
+    assert "Organization.Vat" in problems
+    assert len(problems) == 2
+
+
+def test_the_serial_is_stored_in_nfc() -> None:
+    """Item 4: NFC `Café-1` and NFD `Cafe\u0301-1` were two units."""
+    document = published_example()
+    document["Device"]["EgsSerialNumber"] = "Cafe\u0301-1"
+    assert decode(document).egs_serial == "Caf\u00e9-1"
+
+
+def test_a_full_form_serial_with_extra_segments_is_refused() -> None:
+    """Item 5: `1-x|2-y|3-z|1-Evil|2-9|3-q` went into the SN and CN."""
+    document = published_example()
+    document["Device"]["EgsSerialNumber"] = "1-x|2-y|3-z|1-Evil|2-9|3-q"
+    assert "exactly three segments; got 6" in problems_of(document)["Device.EgsSerialNumber"]
+
+
+def test_a_bare_serial_gets_the_configured_solution_and_a_full_one_is_kept() -> None:
+    assert egs_serial_number("DUPX-1", "Shop POS", "4.2") == "1-Shop POS|2-4.2|3-DUPX-1"
+    assert egs_serial_number("1-ZatcaAppliance|2-1.0|3-DUPX-1", "Shop POS", "4.2") == (
+        "1-ZatcaAppliance|2-1.0|3-DUPX-1"
+    )
+    assert egs_serial_number("Cafe\u0301-1", "n", "v") == "1-n|2-v|3-Caf\u00e9-1"

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from appliance.domain import ApiKeyRole
 from appliance.errors import Conflict, ValidationFailed
 from appliance.storage import SqliteRegistry
+from appliance.storage.apikeys import NewApiKey
 
 
 @pytest.fixture
@@ -81,22 +83,82 @@ async def test_revoked_key_is_refused_and_listed_as_revoked(
 
 
 @pytest.mark.anyio
-async def test_active_name_is_unique_but_reusable_after_revocation(registry: SqliteRegistry) -> None:
+async def test_a_name_is_never_given_to_a_second_key(registry: SqliteRegistry) -> None:
+    """Issue 13 item 10: a revoked name could be created again, so `apikey:NAME` named two keys."""
     old = await registry.create_api_key("pos-fleet")
     with pytest.raises(Conflict, match="pos-fleet"):
         await registry.create_api_key("pos-fleet")
     assert await registry.authenticate(old) == "pos-fleet"
 
     await registry.revoke_api_key("pos-fleet")
-    new = await registry.create_api_key("pos-fleet")
+    with pytest.raises(Conflict, match="never reused"):
+        await registry.create_api_key("pos-fleet")
 
-    assert await registry.authenticate(new) == "pos-fleet"
     assert await registry.authenticate(old) is None
-    # Same creation moment: insertion order decides, the revoked (older) key first.
     assert [(k.name, k.revoked_at is not None) for k in await registry.list_api_keys()] == [
-        ("pos-fleet", True),
-        ("pos-fleet", False),
+        ("pos-fleet", True)
     ]
+
+
+@pytest.mark.anyio
+async def test_every_key_has_its_own_id_and_the_default_roles(registry: SqliteRegistry) -> None:
+    first = await registry.create_api_key("pos-fleet")
+    second = await registry.create_api_key("back-office")
+
+    scopes = [await registry.authenticate_key(key) for key in (first, second)]
+
+    assert all(scope is not None for scope in scopes)
+    ids = [scope.key_id for scope in scopes if scope is not None]
+    assert len(set(ids)) == 2 and all(key_id.startswith("key_") for key_id in ids)
+    assert [info.key_id for info in await registry.list_api_keys()] == ids
+    for scope in scopes:
+        assert scope is not None and scope.vats is None
+        assert scope.roles == {ApiKeyRole.REGISTER, ApiKeyRole.INVOICE, ApiKeyRole.READ}
+        assert scope.actor == f"apikey:{scope.key_id}"
+
+
+@pytest.mark.anyio
+async def test_a_scoped_key_carries_its_vats_roles_and_quota(registry: SqliteRegistry) -> None:
+    key, key_id = await registry.create_scoped_api_key(
+        NewApiKey(
+            name="branch-a",
+            roles=frozenset({ApiKeyRole.READ}),
+            vats=frozenset({"311111111100003"}),
+            registrations_per_hour=5,
+        )
+    )
+    scope = await registry.authenticate_key(key)
+    assert scope is not None
+    assert (scope.key_id, scope.name, scope.registrations_per_hour) == (key_id, "branch-a", 5)
+    assert scope.sees_vat("311111111100003") and not scope.sees_vat("399999999900003")
+    assert scope.has_role(ApiKeyRole.READ) and not scope.has_role(ApiKeyRole.REGISTER)
+    [record] = [r for r in await registry.audit_records() if r.event == "apikey.created"]
+    assert f"id={key_id}" in record.detail and "vats=311111111100003" in record.detail
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("request_", "field"),
+    [
+        (NewApiKey(name="x", roles=frozenset()), "role"),
+        (NewApiKey(name="x", vats=frozenset()), "vat"),
+        (NewApiKey(name="x", vats=frozenset({"123"})), "vat"),
+        (NewApiKey(name="x", registrations_per_hour=0), "registrations_per_hour"),
+        (NewApiKey(name="key_0123456789abcdef"), "name"),
+    ],
+)
+async def test_unusable_scopes_are_refused(registry: SqliteRegistry, request_: NewApiKey, field: str) -> None:
+    with pytest.raises(ValidationFailed) as caught:
+        await registry.create_scoped_api_key(request_)
+    assert field in {problem.field for problem in caught.value.problems}
+    assert await registry.list_api_keys() == []
+
+
+@pytest.mark.anyio
+async def test_a_key_is_revoked_by_its_id_too(registry: SqliteRegistry) -> None:
+    key, key_id = await registry.create_scoped_api_key(NewApiKey(name="pos-fleet"))
+    assert await registry.revoke_api_key(key_id) is True
+    assert await registry.authenticate(key) is None
 
 
 @pytest.mark.anyio
@@ -193,5 +255,5 @@ async def test_revoked_chosen_key_cannot_be_brought_back(registry: SqliteRegistr
     await registry.revoke_api_key("dev-given")
 
     with pytest.raises(Conflict, match="issued before"):
-        await registry.add_api_key("dev-given", chosen)
+        await registry.add_api_key("dev-given-again", chosen)
     assert await registry.authenticate(chosen) is None

@@ -284,6 +284,7 @@ async def test_listing_filters_by_status_and_environment(registry: SqliteRegistr
     assert await ids(status=DeviceStatus.ACTIVE, environment=Environment.SIMULATION) == {sim_active.device_id}
     assert await ids(environment=Environment.DEVELOPMENT) == set()
     assert await registry.count_by_status() == {
+        **dict.fromkeys(DeviceStatus, 0),
         DeviceStatus.PENDING: 1,
         DeviceStatus.ACTIVE: 2,
         DeviceStatus.FAILED: 1,
