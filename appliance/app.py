@@ -193,11 +193,12 @@ async def _reconcile_periodically(resources: Resources) -> None:
                 resources.registry,
                 pending_older_than=timedelta(seconds=settings.stale_pending_seconds),
             )
+            # Inside the try: a registry error here must skip one round, not end the task.
+            await refresh_expiry_gauge(resources.registry, resources.metrics)
         except ApplianceError as exc:
             log.warning("periodic reconciliation skipped", extra={"error": str(exc)})
             continue
         resources.metrics.token_device_keys.set(report.device_keys_left)
-        await refresh_expiry_gauge(resources.registry, resources.metrics)
 
 
 async def _watchdog_pings(notifier: SystemdNotifier) -> None:

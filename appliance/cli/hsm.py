@@ -28,6 +28,13 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     )
     # Resolved in the handler: importing appliance.hsm here would load python-pkcs11 for every command.
     init.add_argument("--label", help="token label (default: zatca-appliance-dev)")
+    init.add_argument(
+        "--partitions",
+        type=int,
+        default=0,
+        help="also create N partition tokens <label>-p00.. that hold the device keys, so that each "
+        "token's O(objects) costs stay bounded (about 1,000 keys per partition; default: 0)",
+    )
     init.set_defaults(handler=_init)
 
     listing = actions.add_parser("list", help="device keys in the token, with the token's protection flags")
@@ -45,11 +52,11 @@ def _init(args: argparse.Namespace) -> int:
 
     from appliance.hsm.provision import DEFAULT_DEV_LABEL, ensure_dev_token
 
-    settings = ensure_dev_token(args.data_dir, args.label or DEFAULT_DEV_LABEL)
+    settings = ensure_dev_token(args.data_dir, args.label or DEFAULT_DEV_LABEL, partitions=args.partitions)
     hsm = {
         name: getattr(settings, name)
-        for name in ("module", "token_label", "pin_file", "softhsm_conf")
-        if getattr(settings, name) is not None
+        for name in ("module", "token_label", "partition_labels", "pin_file", "softhsm_conf")
+        if getattr(settings, name)
     }
     print(f"token '{settings.token_label}' is ready; put this into the configuration file:\n")
     print(yaml.safe_dump({"hsm": hsm}, sort_keys=False), end="")

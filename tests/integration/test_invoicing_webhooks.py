@@ -26,6 +26,7 @@ import pytest
 
 from appliance.config import InvoicingSettings, WebhookSettings
 from tests.fixtures.service import RunningService, free_port, prepare_service, write_config
+from tests.fixtures.softhsm import create_token
 from tests.integration.test_invoicing_api import model, new_model_device
 from tests.reliability.support import wait_until
 
@@ -90,14 +91,14 @@ class Receiver:
 
 
 @pytest.fixture
-def webhook_service(
-    service_token: Any, emulator: Any, tmp_path: Path
-) -> Iterator[tuple[RunningService, int]]:
+def webhook_service(emulator: Any, tmp_path: Path) -> Iterator[tuple[RunningService, int]]:
     port = free_port()
     secret_file = tmp_path / "webhook.secret"
     secret_file.write_bytes(SECRET)
     secret_file.chmod(0o600)
-    running = prepare_service(service_token, emulator, tmp_path / "home")
+    # Its own token: a second service on the session's token would reconcile the other's keys away.
+    token = create_token(tmp_path / "token", "zatca-webhooks")
+    running = prepare_service(token, emulator, tmp_path / "home")
     running.config = msgspec.structs.replace(
         running.config,
         invoicing=InvoicingSettings(outbox_poll_seconds=0.2, retry_base_seconds=0.2, retry_max_seconds=1.0),

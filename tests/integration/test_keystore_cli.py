@@ -91,6 +91,19 @@ def test_init_creates_the_dev_token_once(tmp_path: Path) -> None:
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
+def test_init_with_partitions_prints_settings_that_spread_keys_over_them(tmp_path: Path) -> None:
+    result = cli("init", "--data-dir", str(tmp_path / "dev"), "--label", "cli-part", "--partitions", "2")
+    assert result.returncode == 0, result.stderr
+    settings = printed_settings(result.stdout)
+    assert settings.partition_labels == ["cli-part-p00", "cli-part-p01"]
+    labels = labels_in(str(settings.softhsm_conf))
+    assert {"cli-part", "cli-part-p00", "cli-part-p01"} <= set(labels)
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"hsm": msgspec.to_builtins(settings)}))
+    checked = cli("check", "--config", str(config))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
 def test_check_reports_a_capable_token(softhsm: SoftHsmToken) -> None:
     result = cli("check", *token_options(softhsm))
 

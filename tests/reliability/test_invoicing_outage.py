@@ -22,6 +22,7 @@ import pytest
 from appliance.config import InvoicingSettings
 from tests.fixtures.emulator import EmulatorProcess, start_emulator
 from tests.fixtures.service import RunningService, prepare_service, write_config
+from tests.fixtures.softhsm import create_token
 from tests.integration.test_invoicing_api import model
 from tests.integration.test_registration_e2e import register
 from tests.reliability.support import wait_until
@@ -52,10 +53,12 @@ def late_warnings(service: RunningService) -> list[dict[str, Any]]:
 
 
 def test_connection_refused_then_identical_bytes_and_one_late_warning(
-    service_token: Any, own_emulator: list[EmulatorProcess], tmp_path: Path
+    own_emulator: list[EmulatorProcess], tmp_path: Path
 ) -> None:
     emulator = own_emulator[0]
-    service = prepare_service(service_token, emulator, tmp_path / "home")
+    # Its own token: a second service on the session's token would reconcile the other's keys away.
+    token = create_token(tmp_path / "token", "zatca-outage")
+    service = prepare_service(token, emulator, tmp_path / "home")
     service.config = msgspec.structs.replace(
         service.config,
         invoicing=InvoicingSettings(
