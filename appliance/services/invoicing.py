@@ -52,7 +52,6 @@ from appliance.storage.invoices_models import (
     AppendOutcome,
     ChainHead,
     ChainMoved,
-    InvoiceConflict,
     InvoicePage,
     InvoiceRecord,
     InvoiceStatus,
@@ -125,6 +124,7 @@ class InvoicingService:
         # stale entry can only fail a request (ChainMoved, and the entry is dropped), never fork.
         self._heads: dict[str, ChainHead] = {}
         self._certificates: dict[str, tuple[str, x509.Certificate]] = {}
+        self._sellers: dict[str, bytes | None] = {}
 
     # Model devices
 
@@ -135,15 +135,9 @@ class InvoicingService:
         # Canonical JSON (sorted names) so a retry that only reorders or re-spaces is the same body.
         model = decode_invoice_model(await self._with_stored_seller(device_id, body))
         body_digest = canonical_digest(body)
-        stored = await self._store.find_by_uuid(device_id, model.uuid)
-        if stored is not None:
-            if stored.body_digest != body_digest:
-                raise InvoiceConflict(
-                    f"invoice {stored.invoice_id} (ICV {stored.icv}, number {stored.invoice_number}) already"
-                    f" has Uuid {model.uuid} on device {device_id} with a different body; send a new Uuid",
-                    stored.invoice_id,
-                )
-            return IssuedInvoice(stored, created=False)
+        # A retried Uuid is found by `append` (the stored invoice, or InvoiceConflict) in the same
+        # transaction, so new invoices (nearly all) pay no look-up of their own; a retry only
+        # costs a signature that is thrown away.
         certificate = self._certificate(device)
         seller = SellerIdentity(vat=device.vat, name=device.organization_name)
         sign = self._keys.signer_in_worker(uuid_module.UUID(hex=device.key_id_hex))
@@ -178,6 +172,7 @@ class InvoicingService:
                         source="model",
                     ),
                     expected_position=head.position,
+                    device=device,
                 )
         if not outcome.created:
             return IssuedInvoice(outcome.record, created=False)
@@ -208,7 +203,9 @@ class InvoicingService:
             ]
             if problems:
                 raise ValidationFailed(problems) from exc
-        await self._store.put_seller(device_id, msgspec.json.encode(seller))
+        encoded = msgspec.json.encode(seller)
+        await self._store.put_seller(device_id, encoded)
+        self._sellers[device_id] = encoded
 
     async def _with_stored_seller(self, device_id: str, body: bytes) -> bytes:
         """The body with the device's stored Seller added when it carries none of its own."""
@@ -218,7 +215,11 @@ class InvoicingService:
             return body  # the model decoder names the problem
         if "seller" in names:
             return body
-        seller = await self._store.seller(device_id)
+        # This service is the only writer of sellers (put_seller), so what it read or wrote holds.
+        if device_id in self._sellers:
+            seller = self._sellers[device_id]
+        else:
+            seller = self._sellers[device_id] = await self._store.seller(device_id)
         if seller is None:
             return body
         rest = body.lstrip()[1:].lstrip()
@@ -304,6 +305,7 @@ class InvoicingService:
                         warnings=tuple(warnings),
                     ),
                     expected_position=head.position,
+                    device=device,
                 )
         if not outcome.created:
             return IssuedInvoice(outcome.record, created=False)
@@ -343,26 +345,34 @@ class InvoicingService:
             head = self._heads[device_id] = await self._store.head(device_id, INITIAL_PIH)
         return head
 
-    async def _append(self, new: NewInvoice, *, expected_position: int) -> AppendOutcome:
-        """`InvoiceStore.append`, keeping the cached head in step; call with the device lock held."""
+    async def _append(
+        self, new: NewInvoice, *, expected_position: int, device: DeviceRecord
+    ) -> AppendOutcome:
+        """`InvoiceStore.append`, keeping the cached head in step and handing a stored invoice to
+        the outbox; call with the device lock held, shielded from cancellation (a committed
+        invoice must reach the outbox in chain order)."""
         try:
             outcome = await self._store.append(new, expected_position=expected_position)
         except (ChainMoved, StorageError):
-            # The stored head is not what this process thought, or unknown after a failed commit.
+            # The stored head is not what this process thought, or unknown after a failed commit
+            # (which may have stored the invoice: the outbox reads the device's entries again).
             self._heads.pop(new.device_id, None)
+            self._outbox.resync(new.device_id)
             raise
         if outcome.created:
             record = outcome.record
             self._heads[new.device_id] = ChainHead(record.position, record.icv, record.invoice_hash)
+            self._outbox.enqueue(record, device)
         return outcome
 
     async def _deliver(self, record: InvoiceRecord) -> InvoiceRecord:
         if record.simplified:
-            self._outbox.wake()
             return record
-        await self._outbox.deliver_now(
-            record.seq, record.device_id, self._config.invoicing.clearance_timeout_seconds
+        delivered = await self._outbox.wait_for_delivery(
+            record, self._config.invoicing.clearance_timeout_seconds
         )
+        if delivered is not None:
+            return delivered
         return await self._store.get(record.invoice_id)
 
     async def _device(self, device_id: str, vats: frozenset[str] | None) -> DeviceRecord:

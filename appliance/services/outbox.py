@@ -8,19 +8,29 @@ it already) after an exponential, jittered backoff. A verdict ends the entry: 20
 208 (clearance) / 409 (reporting) already accepted = delivered, 400 = `Rejected` with ZATCA's
 messages (the chain goes on regardless; the next PIH is this document's hash).
 
-Deliveries are not ordered per device: the chain is fixed at generation time (ICV and PIH are in the
-signed bytes), and ZATCA judges each document by itself.
+Each device's documents go strictly in chain order, one at a time (its "lane"): ZATCA then receives
+each chain in order, so a document's PIH is the hash of the last one it received. A document in
+backoff holds back the later ones of its device only; other devices' lanes go on.
+
+The work per delivery is kept off the database where it can be: the invoicing service hands over
+the record it just stored (and the device it just read), so a delivery is one HTTP call and one
+write recording ZATCA's answer. The table stays the truth: a device's lane is read from it the
+first time the device is seen after a start (and after a store error), and a poll every
+`outbox_poll_seconds` starts lanes for whatever waits there (restarts, kill -9).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from appliance.config import InvoicingSettings
 from appliance.errors import ApplianceError, StorageError, ZatcaError, ZatcaMessage, ZatcaRejected
@@ -28,15 +38,45 @@ from appliance.hsm import AsyncKeyStore
 from appliance.metrics import Metrics
 from appliance.storage.invoices import InvoiceStore
 from appliance.storage.invoices_models import DeliveryResult, InvoiceRecord, InvoiceStatus, StoredMessage
+from appliance.storage.models import DeviceRecord
 from appliance.storage.protocol import DeviceRegistry
 from appliance.zatca import Credentials, InvoiceMessage, InvoiceResult, InvoiceSubmission, ZatcaClient
 
 log = logging.getLogger("appliance.outbox")
 
-# Due entries read per round; enough to find work for every free slot across many devices.
+# Devices with waiting invoices picked up per poll (beyond those whose lane already runs).
 _DUE_BATCH = 512
+# Records handed over by the invoicing service and kept until delivered; past this many (a long
+# outage), the rest are read back from the table when their turn comes.
+_RECORDS_KEPT = 4096
 
 StatusListener = Callable[[InvoiceRecord], Awaitable[None]]
+
+
+@dataclass(slots=True, eq=False)
+class _Lane:
+    """One device's undelivered invoices in chain order (seq); only the first is ever attempted."""
+
+    device_id: str
+    seqs: list[int] = field(default_factory=list)  # a heap
+    not_before: dict[int, datetime | None] = field(default_factory=dict)
+    # The device as the invoicing service last read it; used for one attempt, then read again.
+    device: DeviceRecord | None = None
+    # The table may hold entries this lane does not know: read them before the next attempt.
+    reload: bool = True
+
+    def blocked_before(self, seq: int) -> bool:
+        """An earlier invoice than `seq` waits out a backoff."""
+        return any(
+            not_before is not None and not_before > datetime.now(UTC)
+            for earlier, not_before in self.not_before.items()
+            if earlier < seq
+        )
+
+    def add(self, seq: int, not_before: datetime | None) -> None:
+        if seq not in self.not_before:
+            heapq.heappush(self.seqs, seq)
+            self.not_before[seq] = not_before
 
 
 class Outbox:
@@ -59,19 +99,44 @@ class Outbox:
         self._metrics = metrics
         self._on_status = on_status
         self._wake = asyncio.Event()
-        self._in_flight: dict[int, asyncio.Task[bool]] = {}
-        self._device_of: dict[int, str] = {}
+        self._slots = asyncio.Semaphore(settings.outbox_concurrency)
+        self._lanes: dict[str, _Lane] = {}
+        self._lane_tasks: dict[str, asyncio.Task[None]] = {}
+        # Devices whose lane emptied in this process: nothing of theirs waits in the table, so a
+        # new invoice starts their lane without reading it.
+        self._clean: set[str] = set()
+        self._records: dict[int, InvoiceRecord] = {}
+        self._waiters: dict[int, list[asyncio.Future[InvoiceRecord | None]]] = {}
+        self._in_flight: dict[int, asyncio.Task[InvoiceRecord | None]] = {}
         # Decrypted once per device and credential: a token round trip per delivery would be waste.
         self._credentials: dict[tuple[str, str], Credentials] = {}
         self._warned_late = False
         self._observed_at = float("-inf")
+        self._closing = False
 
     def wake(self) -> None:
-        """New work is in the table: look now instead of at the next poll."""
+        """Look at the table now instead of at the next poll."""
         self._wake.set()
 
+    def enqueue(self, record: InvoiceRecord, device: DeviceRecord | None = None) -> None:
+        """A newly stored invoice (committed): deliver it after the device's earlier ones."""
+        if len(self._records) < _RECORDS_KEPT:
+            self._records[record.seq] = record
+        lane = self._lane(record.device_id)
+        lane.add(record.seq, None)
+        if device is not None:
+            lane.device = device
+
+    def resync(self, device_id: str) -> None:
+        """The table may hold an entry of this device that was never enqueued (a failed commit
+        whose outcome is unknown): read the device's entries again before its next attempt."""
+        self._clean.discard(device_id)
+        lane = self._lanes.get(device_id)
+        if lane is not None:
+            lane.reload = True
+
     async def run(self) -> None:
-        """Deliver due entries until cancelled; safe to start with a full table after a restart."""
+        """Start lanes for what waits in the table until cancelled; safe with a full table."""
         while True:
             try:
                 await self._round()
@@ -81,39 +146,48 @@ class Outbox:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self._settings.outbox_poll_seconds)
 
-    async def deliver_now(self, seq: int, device_id: str, wait_seconds: float) -> bool:
-        """One attempt for this entry (joining one in flight), waited for at most `wait_seconds`.
+    async def wait_for_delivery(self, record: InvoiceRecord, wait_seconds: float) -> InvoiceRecord | None:
+        """Wait at most `wait_seconds` for the first attempt of an enqueued invoice.
 
-        True when ZATCA answered for good. The attempt is not cancelled by the timeout: it finishes
-        and records its outcome in the background.
+        The invoice as recorded when ZATCA answered for good, else None at once when an earlier
+        invoice of the device waits out a backoff (this one must wait behind it), or after an
+        attempt to retry, or when ZATCA did not answer in time. Nothing is cancelled by the
+        timeout: the attempt finishes and records its outcome in the background.
         """
-        task = self._start(seq, device_id)
+        seq = record.seq
+        lane = self._lanes.get(record.device_id)
+        if lane is not None and lane.blocked_before(seq):
+            return None
+        waiter: asyncio.Future[InvoiceRecord | None] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(seq, []).append(waiter)
         try:
-            return await asyncio.wait_for(asyncio.shield(task), timeout=wait_seconds)
+            return await asyncio.wait_for(waiter, timeout=wait_seconds)
         except TimeoutError:
-            return False
+            return None
+        finally:
+            waiters = self._waiters.get(seq)
+            if waiters is not None and waiter in waiters:
+                waiters.remove(waiter)
+                if not waiters:
+                    del self._waiters[seq]
 
     async def drain(self) -> None:
-        """Wait for attempts in flight (shutdown, tests)."""
+        """Stop starting attempts and wait for those in flight (shutdown, tests)."""
+        self._closing = True
+        tasks = list(self._lane_tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         if self._in_flight:
             await asyncio.gather(*self._in_flight.values(), return_exceptions=True)
 
     async def _round(self) -> None:
-        free = self._settings.outbox_concurrency - len(self._in_flight)
-        if free > 0:
-            # One delivery per device at a time, oldest first: ZATCA then receives each chain in
-            # order, so a document's PIH is the hash of the last one it received (no PIH warning).
-            busy = set(self._device_of.values())
-            for entry in await self._store.due(_DUE_BATCH, frozenset(self._in_flight)):
-                if free <= 0:
-                    break
-                if entry.device_id in busy:
-                    continue
-                busy.add(entry.device_id)
-                self._start(entry.seq, entry.device_id)
-                free -= 1
-        # Rounds run once or twice per invoice under load; the backlog read (a count over the
-        # table) is needed once per poll interval, not per invoice.
+        if not self._closing:
+            for device_id in await self._store.devices_waiting(_DUE_BATCH + len(self._lanes)):
+                if device_id not in self._lanes:
+                    self._clean.discard(device_id)
+                    self._lane(device_id)
+        # The backlog read (a count over the table) is needed once per poll interval, not per wake.
         now = time.monotonic()
         if now - self._observed_at >= self._settings.outbox_poll_seconds:
             self._observed_at = now
@@ -132,43 +206,88 @@ class Outbox:
             )
         self._warned_late = late
 
-    def _start(self, seq: int, device_id: str) -> asyncio.Task[bool]:
-        task = self._in_flight.get(seq)
-        if task is None:
-            task = asyncio.create_task(self._attempt(seq))
-            self._in_flight[seq] = task
-            self._device_of[seq] = device_id
-            task.add_done_callback(lambda _: self._finished(seq))
-        return task
+    def _lane(self, device_id: str) -> _Lane:
+        lane = self._lanes.get(device_id)
+        if lane is None:
+            lane = self._lanes[device_id] = _Lane(device_id, reload=device_id not in self._clean)
+            self._clean.discard(device_id)
+            if not self._closing:
+                self._lane_tasks[device_id] = asyncio.create_task(self._run_lane(lane))
+        return lane
 
-    def _finished(self, seq: int) -> None:
-        self._in_flight.pop(seq, None)
-        self._device_of.pop(seq, None)
-        # The device's next document may be waiting for this one.
-        self._wake.set()
-
-    async def _attempt(self, seq: int) -> bool:
+    async def _run_lane(self, lane: _Lane) -> None:
+        emptied = False
         try:
-            record = await self._store.get_by_seq(seq)
+            while not self._closing:
+                if lane.reload:
+                    lane.reload = False
+                    for stored_seq, next_attempt_at in await self._store.pending_of_device(lane.device_id):
+                        lane.add(stored_seq, next_attempt_at)
+                if not lane.seqs:
+                    emptied = True
+                    return  # no await since the check: nothing was added meanwhile
+                seq = lane.seqs[0]
+                not_before = lane.not_before[seq]
+                if not_before is not None:
+                    delay = (not_before - datetime.now(UTC)).total_seconds()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                        continue
+                async with self._slots:
+                    task = self._in_flight.get(seq)
+                    if task is None:
+                        task = self._in_flight[seq] = asyncio.create_task(self._attempt(lane, seq))
+                        task.add_done_callback(partial(self._attempt_done, seq))
+                    delivered = await asyncio.shield(task)
+                for waiter in self._waiters.pop(seq, ()):
+                    if not waiter.done():
+                        waiter.set_result(delivered)
+                if delivered is not None:
+                    heapq.heappop(lane.seqs)
+                    del lane.not_before[seq]
         except ApplianceError as exc:
-            log.warning("outbox entry unreadable", extra={"seq": seq, "error": str(exc)})
-            return False
+            # The table is the truth: the next poll starts this device's lane again from it.
+            log.warning("outbox lane stopped", extra={"device_id": lane.device_id, "error": str(exc)})
+        finally:
+            if self._lanes.get(lane.device_id) is lane:
+                del self._lanes[lane.device_id]
+                self._lane_tasks.pop(lane.device_id, None)
+                if emptied:
+                    self._clean.add(lane.device_id)
+            for seq in lane.seqs:
+                self._records.pop(seq, None)
+                for waiter in self._waiters.pop(seq, ()):
+                    if not waiter.done():
+                        waiter.set_result(None)
+
+    def _attempt_done(self, seq: int, _: object) -> None:
+        self._in_flight.pop(seq, None)
+
+    async def _attempt(self, lane: _Lane, seq: int) -> InvoiceRecord | None:
+        """One attempt; the invoice as recorded after ZATCA's verdict, or None (retry later)."""
+        record = self._records.pop(seq, None)
+        if record is None:
+            record = await self._store.get_by_seq(seq)
         if record.status is not InvoiceStatus.PENDING:
-            return True
+            return record
+        device, lane.device = lane.device, None
         endpoint = "reporting" if record.simplified else "clearance"
         try:
-            result = await self._submit(record)
+            result = await self._submit(record, device)
         except ZatcaRejected as exc:
             # No verdict on the document (401, 303, an odd 4xx): the document is unchanged, so the
             # same bytes go again once the cause is fixed.
-            return await self._retry(record, endpoint, f"{exc.code}: {exc}")
+            await self._retry(lane, record, endpoint, f"{exc.code}: {exc}")
+            return None
         except ZatcaError as exc:
-            return await self._retry(record, endpoint, f"{exc.code}: {exc}")
+            await self._retry(lane, record, endpoint, f"{exc.code}: {exc}")
+            return None
         except StorageError:
             raise
         except ApplianceError as exc:  # the token (secret) or the registry
-            return await self._retry(record, endpoint, f"{exc.code}: {exc}")
-        delivered = await self._store.record_delivery(seq, _delivery_result(record, result))
+            await self._retry(lane, record, endpoint, f"{exc.code}: {exc}")
+            return None
+        delivered = await self._store.record_delivery_of(record, _delivery_result(record, result))
         self._metrics.invoice_deliveries.labels(endpoint=endpoint, outcome=str(delivered.status)).inc()
         log.info(
             "invoice delivered",
@@ -182,10 +301,11 @@ class Outbox:
         )
         if self._on_status is not None:
             await self._on_status(delivered)
-        return True
+        return delivered
 
-    async def _submit(self, record: InvoiceRecord) -> InvoiceResult:
-        device = await self._registry.get(record.device_id)
+    async def _submit(self, record: InvoiceRecord, device: DeviceRecord | None) -> InvoiceResult:
+        if device is None or device.device_id != record.device_id:
+            device = await self._registry.get(record.device_id)
         if device.binary_security_token is None or device.secret_ciphertext is None:
             raise ZatcaRejected(
                 "invoice", 401, [ZatcaMessage("No-Credentials", f"device {device.device_id} holds no CSID")]
@@ -201,13 +321,20 @@ class Outbox:
             return await self._zatca.report_invoice(device.environment, credentials, submission)
         return await self._zatca.clear_invoice(device.environment, credentials, submission)
 
-    async def _retry(self, record: InvoiceRecord, endpoint: str, error: str) -> bool:
+    async def _retry(self, lane: _Lane, record: InvoiceRecord, endpoint: str, error: str) -> None:
         attempts = record.attempts
         delay = min(
             self._settings.retry_max_seconds, self._settings.retry_base_seconds * 2 ** min(attempts, 20)
         )
         delay *= random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not a secret
-        await self._store.record_retry(record.seq, error, datetime.now(UTC) + timedelta(seconds=delay))
+        next_attempt_at = datetime.now(UTC) + timedelta(seconds=delay)
+        await self._store.record_retry(record.seq, error, next_attempt_at)
+        # Until then this device's later invoices wait too (chain order): nobody waits for them.
+        lane.not_before[record.seq] = next_attempt_at
+        for later in [seq for seq in lane.seqs if seq != record.seq]:
+            for waiter in self._waiters.pop(later, ()):
+                if not waiter.done():
+                    waiter.set_result(None)
         self._metrics.invoice_deliveries.labels(endpoint=endpoint, outcome="retry").inc()
         log.info(
             "invoice delivery failed; will retry",
@@ -219,7 +346,6 @@ class Outbox:
                 "error": error[:300],
             },
         )
-        return False
 
 
 def _stored(messages: tuple[InvoiceMessage, ...]) -> tuple[StoredMessage, ...]:

@@ -14,6 +14,7 @@ with the compliance CSID, as before the onboarding steps existed.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import time
@@ -38,12 +39,20 @@ from appliance.errors import (
 from appliance.hsm import AsyncKeyStore, KeyPolicy
 from appliance.invoices.model import SellerIdentity
 from appliance.metrics import Metrics
-from appliance.services.onboarding import ComplianceRun, StepClock, run_compliance_checks
+from appliance.services.onboarding import (
+    ComplianceRun,
+    PreparedDocument,
+    StepClock,
+    prepare_compliance_documents,
+    run_compliance_checks,
+    together,
+)
 from appliance.services.requests import RegistrationRequest
 from appliance.storage import (
     ActivationData,
     AuditedDeviceRegistry,
     AuditEvent,
+    AuditNote,
     ComplianceCsidData,
     DeviceRecord,
     api_key_actor,
@@ -138,23 +147,48 @@ class RegistrationService:
             with clock.step("keygen"):
                 public_key_der = await self._keys.generate_device_key(device_id, policy, record.key_label)
             self._metrics.token_device_keys.inc()
-            await self._audit(record, AuditEvent.KEY_GENERATED, "ok", f"policy={policy}")
-            with clock.step("csr"):
-                csr_pem = await build_csr(self._keys, record, device_id, public_key_der)
+
+            async def csr() -> str:
+                with clock.step("csr"):
+                    return await build_csr(self._keys, record, device_id, public_key_der)
+
+            # The audit record's commit (an fsync in the writer thread) overlaps the CSR's CPU and
+            # token work; both end before anything leaves the appliance.
+            _, csr_pem = await together(
+                functools.partial(self._audit, record, AuditEvent.KEY_GENERATED, "ok", f"policy={policy}"),
+                csr,
+            )
             private_key_pem = None
             if request.invoice_format.key_leaves_token:
                 with clock.step("export"):
                     private_key_pem = await self._keys.export_private_key(device_id, public_key_der)
                 await self._audit(record, AuditEvent.KEY_EXPORTED, "ok", "wrapped in the token, sent once")
-            with clock.step("compliance-csid"):
-                compliance = await self._zatca.request_compliance_csid(
-                    request.environment, csr_pem, self._otp_for(request)
-                )
+            onboarding = self._config.zatca.onboarding == "production"
+
+            async def compliance_csid() -> CsidResponse:
+                with clock.step("compliance-csid"), clock.zatca():
+                    return await self._zatca.request_compliance_csid(
+                        request.environment, csr_pem, self._otp_for(request)
+                    )
+
+            async def prepare() -> list[PreparedDocument]:
+                # A compliance document's rendering and token signature need no certificate, so
+                # the first is done while ZATCA issues it (the others are built while their
+                # predecessor is with ZATCA). All six here took longer than the call itself.
+                if not onboarding:
+                    return []
+                with clock.step("prepare-documents"):
+                    return await prepare_compliance_documents(
+                        self._keys, device_id, _seller(request), request.invoice_type, count=1
+                    )
+
+            compliance, prepared = await together(compliance_csid, prepare)
             compliance_certificate = certificate_for_key(compliance, public_key_der, COMPLIANCE_CSID.name)
-            if self._config.zatca.onboarding == "compliance":
+            if not onboarding:
                 issued = compliance
                 with clock.step("registry"):
                     await self._activate_compliance_only(record, csr_pem, compliance, compliance_certificate)
+                self._counted(self._succeeded(record, compliance))
             else:
                 issued = await self._onboard(
                     request,
@@ -165,20 +199,12 @@ class RegistrationService:
                     compliance=compliance,
                     compliance_certificate=compliance_certificate,
                     clock=clock,
+                    prepared=prepared,
                 )
         except BaseException as exc:
             await self._abandon(record, device_id, exc)
             raise
-        self._metrics.onboarding_step_seconds.labels(operation="registration", step="total").observe(
-            time.perf_counter() - started
-        )
-
-        await self._audit(
-            record,
-            AuditEvent.REGISTRATION_SUCCEEDED,
-            "ok",
-            f"request_id={issued.request_id} onboarding={self._config.zatca.onboarding}",
-        )
+        clock.finish(time.perf_counter() - started)
         await refresh_expiry_gauge(self._registry, self._metrics)
         log.info("registration succeeded", extra={"device_id": record.device_id})
         return RegistrationResult(
@@ -197,7 +223,9 @@ class RegistrationService:
         # are done we do not hold ZATCA's credentials, so a failure here abandons as well.
         secret_ciphertext = await self._keys.encrypt_secret(csid.secret.encode())
         await self._registry.activate_compliance_only(
-            record.device_id, activation_data(csr_pem, csid, secret_ciphertext, certificate)
+            record.device_id,
+            activation_data(csr_pem, csid, secret_ciphertext, certificate),
+            audit=(self._succeeded(record, csid),),
         )
 
     async def _onboard(
@@ -211,48 +239,71 @@ class RegistrationService:
         compliance: CsidResponse,
         compliance_certificate: x509.Certificate,
         clock: StepClock,
+        prepared: list[PreparedDocument],
     ) -> CsidResponse:
         """compliance CSID stored -> checks -> compliant -> production CSID -> active."""
-        with clock.step("registry"):
-            sealed = await self._keys.encrypt_secret(compliance.secret.encode())
-            await self._registry.store_compliance_csid(
-                record.device_id,
-                ComplianceCsidData(
-                    csr_pem=csr_pem,
-                    request_id=compliance.request_id,
-                    binary_security_token=compliance.binary_security_token,
-                    secret_ciphertext=sealed,
-                    certificate_serial=certificate_serial_text(compliance_certificate.serial_number),
-                ),
-            )
+
+        async def store_compliance_csid() -> None:
+            # Runs while the first compliance document is built; it ends before that is sent.
+            with clock.step("registry"):
+                sealed = await self._keys.encrypt_secret(compliance.secret.encode())
+                await self._registry.store_compliance_csid(
+                    record.device_id,
+                    ComplianceCsidData(
+                        csr_pem=csr_pem,
+                        request_id=compliance.request_id,
+                        binary_security_token=compliance.binary_security_token,
+                        secret_ciphertext=sealed,
+                        certificate_serial=certificate_serial_text(compliance_certificate.serial_number),
+                    ),
+                )
+
         run = ComplianceRun(
             device_id=record.device_id,
             environment=request.environment,
             invoice_type=request.invoice_type,
-            seller=SellerIdentity(vat=request.vat, name=request.organization_name),
+            seller=_seller(request),
             key_id=device_id,
             certificate_der=compliance.certificate_der,
             credentials=compliance.credentials,
             compliance_request_id=compliance.request_id,
         )
         with clock.step("compliance-documents"):
-            checks = await run_compliance_checks(
-                run, self._keys, self._zatca, self._registry, then_compliant=True
+            await run_compliance_checks(
+                run,
+                self._keys,
+                self._zatca,
+                self._registry,
+                then_compliant=True,
+                clock=clock,
+                audit_actor=_actor(record),
+                alongside_first=store_compliance_csid,
+                prepared=prepared,
             )
-        await self._audit(
-            record, AuditEvent.COMPLIANCE_CHECKED, "ok", f"passed={','.join(c.kind for c in checks)}"
-        )
-        with clock.step("production-csid"):
+        self._metrics.audit_records.labels(event=str(AuditEvent.COMPLIANCE_CHECKED)).inc()
+        with clock.step("production-csid"), clock.zatca():
             production = await self._zatca.request_production_csid(
                 request.environment, compliance.credentials, compliance.request_id
             )
         certificate = production_certificate(production, public_key_der, request.environment)
         with clock.step("registry"):
             sealed = await self._keys.encrypt_secret(production.secret.encode())
+            succeeded = self._succeeded(record, production)
             await self._registry.activate_production(
-                record.device_id, activation_data(csr_pem, production, sealed, certificate)
+                record.device_id,
+                activation_data(csr_pem, production, sealed, certificate),
+                audit=(succeeded,),
             )
+        self._counted(succeeded)
         return production
+
+    def _succeeded(self, record: DeviceRecord, issued: CsidResponse) -> AuditNote:
+        # Appended in the activation's own transaction: no active device without its record.
+        detail = f"request_id={issued.request_id} onboarding={self._config.zatca.onboarding}"
+        return AuditNote(_actor(record), AuditEvent.REGISTRATION_SUCCEEDED, "ok", record.device_id, detail)
+
+    def _counted(self, note: AuditNote) -> None:
+        self._metrics.audit_records.labels(event=str(note.event)).inc()
 
     def _otp_for(self, request: RegistrationRequest) -> str:
         # The developer portal has no real OTPs; any OTP the POS sent stands for its sandbox one.
@@ -299,16 +350,24 @@ class RegistrationService:
             # The token is gone, so the key most likely never came to be; if it did, the
             # reconciler destroys the keys of failed devices once the token is back.
             log.warning("key not destroyed; left for reconciliation", extra={"device_id": record.device_id})
-        await self._registry.mark_failed(record.device_id, code, _failure_text(cause))
-        await self._audit(record, AuditEvent.REGISTRATION_FAILED, "failed", code)
+        failed = AuditNote(_actor(record), AuditEvent.REGISTRATION_FAILED, "failed", record.device_id, code)
+        await self._registry.mark_failed(record.device_id, code, _failure_text(cause), audit=(failed,))
+        self._counted(failed)
         log.info("registration failed", extra={"device_id": record.device_id, "code": code})
 
     async def _audit(self, record: DeviceRecord, event: AuditEvent, outcome: str, detail: str) -> None:
-        actor = api_key_actor(record.created_by) if record.created_by else "system"
         await self._registry.append_audit(
-            actor=actor, event=event, outcome=outcome, device_id=record.device_id, detail=detail
+            actor=_actor(record), event=event, outcome=outcome, device_id=record.device_id, detail=detail
         )
         self._metrics.audit_records.labels(event=str(event)).inc()
+
+
+def _seller(request: RegistrationRequest) -> SellerIdentity:
+    return SellerIdentity(vat=request.vat, name=request.organization_name)
+
+
+def _actor(record: DeviceRecord) -> str:
+    return api_key_actor(record.created_by) if record.created_by else "system"
 
 
 async def build_csr(

@@ -74,6 +74,17 @@ class AuditRecord(msgspec.Struct, frozen=True):
     hash: str
 
 
+class AuditNote(msgspec.Struct, frozen=True):
+    """An audit record to append in the same transaction as the change it describes, so the
+    change and its record commit together (one fsync) or not at all."""
+
+    actor: str
+    event: AuditEvent
+    outcome: str
+    device_id: str | None = None
+    detail: str = ""
+
+
 class AuditProblem(msgspec.Struct, frozen=True):
     """One finding of `verify_audit`; `seq` names the record it is about."""
 

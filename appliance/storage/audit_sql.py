@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 import msgspec
 
-from appliance.storage.audit import GENESIS_HASH, MAX_DETAIL_LENGTH, AuditEvent, AuditRecord, record_hash
+from appliance.storage.audit import (
+    GENESIS_HASH,
+    MAX_DETAIL_LENGTH,
+    AuditEvent,
+    AuditNote,
+    AuditRecord,
+    record_hash,
+)
 from appliance.storage.audit_verify import StoredRow
 from appliance.storage.sql import timestamp_text, transaction
 
@@ -72,6 +79,22 @@ def append(
         prev_hash=prev_hash,
         hash=chained,
     )
+
+
+def append_notes(
+    connection: sqlite3.Connection, clock: Callable[[], datetime], notes: Sequence[AuditNote]
+) -> None:
+    """Chain `notes` in order, inside the caller's write transaction (see `append`)."""
+    for note in notes:
+        append(
+            connection,
+            clock=clock,
+            actor=note.actor,
+            event=note.event,
+            outcome=note.outcome,
+            device_id=note.device_id,
+            detail=note.detail,
+        )
 
 
 def _record(row: sqlite3.Row) -> AuditRecord:

@@ -105,6 +105,27 @@ class InvoiceStore:
             )
         )
 
+    async def record_delivery_of(self, record: InvoiceRecord, result: DeliveryResult) -> InvoiceRecord:
+        """`record_delivery` for the invoice as the caller holds it (as stored, `Pending`): one
+        write, no read of the document back."""
+        return await self._database.write(
+            partial(
+                invoices_sql.record_delivery_of,
+                current=record,
+                result=result,
+                now=self._clock(),
+                notify=self._notify_webhooks,
+            )
+        )
+
+    async def pending_of_device(self, device_id: str) -> list[tuple[int, datetime]]:
+        """The device's outbox entries in chain order: (seq, next attempt at)."""
+        return await self._database.read(partial(invoices_sql.pending_of_device, device_id=device_id))
+
+    async def devices_waiting(self, limit: int) -> list[str]:
+        """Devices with undelivered invoices, the one with the oldest first."""
+        return await self._database.read(partial(invoices_sql.devices_waiting, limit=limit))
+
     async def record_retry(self, seq: int, error: str, next_attempt_at: datetime) -> int:
         """A failed attempt; returns the attempts made so far."""
         return await self._database.write(

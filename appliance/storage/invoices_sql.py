@@ -167,8 +167,36 @@ def append(
         " VALUES (?, ?, ?, ?, 0)",
         (seq, new.device_id, created, timestamp_text(deliver_after)),
     )
-    record = _one(connection, "seq = ?", (seq,))
-    assert record is not None  # inserted in this transaction
+    # Built from what was just inserted rather than read back: the row holds exactly these values.
+    stored_at = timestamp_from_text(created)
+    assert seq is not None and stored_at is not None
+    record = InvoiceRecord(
+        seq=seq,
+        invoice_id=new.invoice_id,
+        device_id=new.device_id,
+        position=position,
+        icv=new.icv,
+        uuid=new.uuid,
+        invoice_number=new.invoice_number,
+        invoice_hash=new.invoice_hash,
+        pih=new.pih,
+        kind=new.kind,
+        simplified=new.simplified,
+        signed_xml=new.signed_xml,
+        qr=new.qr,
+        body_digest=new.body_digest,
+        source=new.source,
+        status=InvoiceStatus.PENDING,
+        http_status=None,
+        info_messages=(),
+        warning_messages=new.warnings,
+        error_messages=(),
+        cleared_xml=None,
+        attempts=0,
+        created_at=stored_at,
+        updated_at=stored_at,
+        delivered_at=None,
+    )
     return AppendOutcome(record, created=True)
 
 
@@ -218,10 +246,12 @@ def chain(
 def due(
     connection: sqlite3.Connection, now: datetime, limit: int, exclude: frozenset[int]
 ) -> list[OutboxEntry]:
-    # Oldest first; entries already in flight are skipped here rather than in SQL (a handful).
+    # Only each device's first entry in chain order may go (a later one waits, even when due, for
+    # the one before it); oldest first; entries in flight are skipped here rather than in SQL.
     rows = connection.execute(
         "SELECT o.invoice_seq, i.invoice_id, o.device_id, o.attempts, o.next_attempt_at, o.enqueued_at"
-        " FROM invoice_outbox o JOIN invoices i ON i.seq = o.invoice_seq"
+        " FROM (SELECT min(invoice_seq) AS first FROM invoice_outbox GROUP BY device_id) h"
+        " JOIN invoice_outbox o ON o.invoice_seq = h.first JOIN invoices i ON i.seq = o.invoice_seq"
         " WHERE o.next_attempt_at <= ? ORDER BY o.next_attempt_at, o.invoice_seq LIMIT ?",
         (timestamp_text(now), limit + len(exclude)),
     ).fetchall()
@@ -248,34 +278,83 @@ def due(
 def record_delivery(
     connection: sqlite3.Connection, seq: int, result: DeliveryResult, now: datetime, notify: bool = False
 ) -> InvoiceRecord:
-    stamp = timestamp_text(now)
-    # The appliance's own warnings (stored at append) stay in front of ZATCA's.
     current = _one(connection, "seq = ?", (seq,))
     if current is None:
         raise NotFound(f"no invoice with seq {seq}")
+    return record_delivery_of(connection, current, result, now, notify)
+
+
+def record_delivery_of(
+    connection: sqlite3.Connection,
+    current: InvoiceRecord,
+    result: DeliveryResult,
+    now: datetime,
+    notify: bool = False,
+) -> InvoiceRecord:
+    """`record_delivery` for an invoice the caller holds: no read of the row (the document is the
+    bulk of it); only the attempt count, which retries change, comes back from the update."""
+    stamp = timestamp_text(now)
+    # The appliance's own warnings (stored at append) stay in front of ZATCA's.
     own_warnings = tuple(message for message in current.warning_messages if message.category == "Appliance")
-    connection.execute(
+    warnings = own_warnings + result.warning_messages
+    row = connection.execute(
         "UPDATE invoices SET status = ?, http_status = ?, info_messages = ?, warning_messages = ?,"
         " error_messages = ?, cleared_xml = ?, attempts = attempts + 1, updated_at = ?, delivered_at = ?"
-        " WHERE seq = ?",
+        " WHERE seq = ? RETURNING attempts",
         (
             result.status.value,
             result.http_status,
             _messages_text(result.info_messages),
-            _messages_text(own_warnings + result.warning_messages),
+            _messages_text(warnings),
             _messages_text(result.error_messages),
             result.cleared_xml,
             stamp,
             stamp,
-            seq,
+            current.seq,
         ),
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"no invoice with seq {current.seq}")
+    connection.execute("DELETE FROM invoice_outbox WHERE invoice_seq = ?", (current.seq,))
+    stored_at = timestamp_from_text(stamp)
+    assert stored_at is not None
+    record = msgspec.structs.replace(
+        current,
+        status=result.status,
+        http_status=result.http_status,
+        info_messages=result.info_messages,
+        warning_messages=warnings,
+        error_messages=result.error_messages,
+        cleared_xml=result.cleared_xml,
+        attempts=int(row["attempts"]),
+        updated_at=stored_at,
+        delivered_at=stored_at,
     )
-    connection.execute("DELETE FROM invoice_outbox WHERE invoice_seq = ?", (seq,))
-    record = _one(connection, "seq = ?", (seq,))
-    assert record is not None
     if notify and record.status is not current.status:
         webhooks_sql.enqueue(connection, record, current.status.value, now)
     return record
+
+
+def pending_of_device(connection: sqlite3.Connection, device_id: str) -> list[tuple[int, datetime]]:
+    """A device's outbox entries in chain order (seq), each with when it may next be attempted."""
+    rows = connection.execute(
+        "SELECT invoice_seq, next_attempt_at FROM invoice_outbox WHERE device_id = ? ORDER BY invoice_seq",
+        (device_id,),
+    ).fetchall()
+    entries = []
+    for row in rows:
+        next_attempt_at = timestamp_from_text(row["next_attempt_at"])
+        assert next_attempt_at is not None  # NOT NULL column
+        entries.append((int(row["invoice_seq"]), next_attempt_at))
+    return entries
+
+
+def devices_waiting(connection: sqlite3.Connection, limit: int) -> list[str]:
+    """Devices with entries in the outbox, the one with the oldest entry first."""
+    rows = connection.execute(
+        "SELECT device_id FROM invoice_outbox GROUP BY device_id ORDER BY min(invoice_seq) LIMIT ?", (limit,)
+    ).fetchall()
+    return [str(row["device_id"]) for row in rows]
 
 
 def record_retry(connection: sqlite3.Connection, seq: int, error: str, next_attempt_at: datetime) -> int:

@@ -5,11 +5,12 @@ Methods are async so a networked database can replace SQLite without touching th
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
 from appliance.domain import DeviceStatus, Environment
-from appliance.storage.audit import AuditTrail
+from appliance.storage.audit import AuditNote, AuditTrail
 from appliance.storage.models import (
     ActivationData,
     ApiKeyInfo,
@@ -38,17 +39,25 @@ class DeviceRegistry(Protocol):
         """pending -> active. `NotFound` if unknown, `DeviceStateConflict` if not pending."""
         ...
 
-    async def mark_failed(self, device_id: str, code: str, message: str) -> DeviceRecord:
+    async def mark_failed(
+        self, device_id: str, code: str, message: str, *, audit: Sequence[AuditNote] = ()
+    ) -> DeviceRecord:
         """pending, compliance or compliant -> failed. `NotFound` if unknown, `DeviceStateConflict`
-        if the registration already ended."""
+        if the registration already ended. `audit`: records appended in the same transaction."""
         ...
 
-    async def store_compliance_csid(self, device_id: str, data: ComplianceCsidData) -> DeviceRecord:
+    async def store_compliance_csid(
+        self, device_id: str, data: ComplianceCsidData, *, audit: Sequence[AuditNote] = ()
+    ) -> DeviceRecord:
         """pending -> compliance."""
         ...
 
     async def record_compliance_checks(
-        self, checks: list[ComplianceCheckRecord], *, then_compliant: str | None = None
+        self,
+        checks: list[ComplianceCheckRecord],
+        *,
+        then_compliant: str | None = None,
+        audit: Sequence[AuditNote] = (),
     ) -> None:
         """Keep ZATCA's verdicts; with `then_compliant` (a device id) also compliance -> compliant."""
         ...
@@ -61,11 +70,15 @@ class DeviceRegistry(Protocol):
         """compliance -> compliant."""
         ...
 
-    async def activate_production(self, device_id: str, data: ActivationData) -> DeviceRecord:
+    async def activate_production(
+        self, device_id: str, data: ActivationData, *, audit: Sequence[AuditNote] = ()
+    ) -> DeviceRecord:
         """compliant -> active with the production CSID."""
         ...
 
-    async def activate_compliance_only(self, device_id: str, data: ActivationData) -> DeviceRecord:
+    async def activate_compliance_only(
+        self, device_id: str, data: ActivationData, *, audit: Sequence[AuditNote] = ()
+    ) -> DeviceRecord:
         """pending -> active with the compliance CSID (`zatca.onboarding: compliance`)."""
         ...
 

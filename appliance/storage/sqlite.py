@@ -9,16 +9,17 @@ a certificate serial that is not lowercase hex) as `ValueError`.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 from types import TracebackType
+from typing import TypeVar
 
 from appliance.domain import DeviceStatus, Environment
 from appliance.errors import FieldProblem, ValidationFailed
 from appliance.storage import apikeys, audit_sql, devices, onboarding
-from appliance.storage.audit import ACTOR_CLI, AuditEvent, AuditProblem, AuditRecord, AuditTrail
+from appliance.storage.audit import ACTOR_CLI, AuditEvent, AuditNote, AuditProblem, AuditRecord, AuditTrail
 from appliance.storage.audit_verify import verify_records
 from appliance.storage.database import Database
 from appliance.storage.models import (
@@ -35,6 +36,7 @@ from appliance.storage.protocol import ApiKeyStore, DeviceRegistry
 from appliance.storage.sql import timestamp_text, utc_now
 
 Clock = Callable[[], datetime]
+T = TypeVar("T")
 
 
 class SqliteRegistry(DeviceRegistry, ApiKeyStore, AuditTrail):
@@ -110,15 +112,18 @@ class SqliteRegistry(DeviceRegistry, ApiKeyStore, AuditTrail):
             partial(devices.activate, device_id=device_id, data=data, updated_at=self._clock())
         )
 
-    async def mark_failed(self, device_id: str, code: str, message: str) -> DeviceRecord:
-        return await self._database.write(
+    async def mark_failed(
+        self, device_id: str, code: str, message: str, *, audit: Sequence[AuditNote] = ()
+    ) -> DeviceRecord:
+        return await self._write_audited(
             partial(
                 onboarding.fail_registration,
                 device_id=device_id,
                 code=code,
                 message=message,
                 updated_at=self._clock(),
-            )
+            ),
+            audit,
         )
 
     async def get(self, device_id: str) -> DeviceRecord:
@@ -154,23 +159,31 @@ class SqliteRegistry(DeviceRegistry, ApiKeyStore, AuditTrail):
 
     # Onboarding and renewal (SQL in storage.onboarding)
 
-    async def store_compliance_csid(self, device_id: str, data: ComplianceCsidData) -> DeviceRecord:
-        return await self._database.write(
+    async def store_compliance_csid(
+        self, device_id: str, data: ComplianceCsidData, *, audit: Sequence[AuditNote] = ()
+    ) -> DeviceRecord:
+        return await self._write_audited(
             partial(
                 onboarding.store_compliance_csid, device_id=device_id, data=data, updated_at=self._clock()
-            )
+            ),
+            audit,
         )
 
     async def record_compliance_checks(
-        self, checks: list[ComplianceCheckRecord], *, then_compliant: str | None = None
+        self,
+        checks: list[ComplianceCheckRecord],
+        *,
+        then_compliant: str | None = None,
+        audit: Sequence[AuditNote] = (),
     ) -> None:
-        await self._database.write(
+        await self._write_audited(
             partial(
                 onboarding.record_compliance_checks,
                 checks=checks,
                 then_compliant=then_compliant,
                 updated_at=self._clock(),
-            )
+            ),
+            audit,
         )
 
     async def compliance_checks(self, device_id: str) -> list[ComplianceCheckRecord]:
@@ -181,17 +194,35 @@ class SqliteRegistry(DeviceRegistry, ApiKeyStore, AuditTrail):
             partial(onboarding.mark_compliant, device_id=device_id, updated_at=self._clock())
         )
 
-    async def activate_production(self, device_id: str, data: ActivationData) -> DeviceRecord:
-        return await self._database.write(
-            partial(onboarding.activate_production, device_id=device_id, data=data, updated_at=self._clock())
+    async def activate_production(
+        self, device_id: str, data: ActivationData, *, audit: Sequence[AuditNote] = ()
+    ) -> DeviceRecord:
+        return await self._write_audited(
+            partial(onboarding.activate_production, device_id=device_id, data=data, updated_at=self._clock()),
+            audit,
         )
 
-    async def activate_compliance_only(self, device_id: str, data: ActivationData) -> DeviceRecord:
-        return await self._database.write(
+    async def activate_compliance_only(
+        self, device_id: str, data: ActivationData, *, audit: Sequence[AuditNote] = ()
+    ) -> DeviceRecord:
+        return await self._write_audited(
             partial(
                 onboarding.activate_compliance_only, device_id=device_id, data=data, updated_at=self._clock()
-            )
+            ),
+            audit,
         )
+
+    async def _write_audited(
+        self, change: Callable[[sqlite3.Connection], T], audit: Sequence[AuditNote]
+    ) -> T:
+        """`change` and its audit records in one transaction: one commit, and never one without the other."""
+
+        def change_and_audit(connection: sqlite3.Connection) -> T:
+            result = change(connection)
+            audit_sql.append_notes(connection, self._clock, audit)
+            return result
+
+        return await self._database.write(change_and_audit)
 
     async def begin_renewal(self, device_id: str, key_id_hex: str, key_label: str) -> DeviceRecord:
         return await self._database.write(

@@ -32,60 +32,12 @@ from appliance.invoices import (
 from appliance.zatca.token import decode_binary_security_token
 from tests.fixtures.service import RunningService, cli
 from tests.integration.test_registration_e2e import register
+from tests.support.invoice_models import BUYER, ISSUE_DATE, model
 
-ISSUE_DATE = "2026-12-06"
 EVALUATED_AT = f"{ISSUE_DATE}T12:00:00Z"
 # What fatoora-rs says of our documents that is advice, not an error; each entry says why it is
 # expected, and anything else it reports fails the test.
 EXPECTED_WARNINGS: dict[str, str] = {}
-
-SELLER = {
-    "StreetName": "King Fahd Road",
-    "BuildingNumber": "1234",
-    "CitySubdivisionName": "Al Olaya",
-    "CityName": "Riyadh",
-    "PostalZone": "12345",
-    "CountryCode": "SA",
-    "Identification": {"Scheme": "CRN", "Id": "1010010000"},
-}
-BUYER = {
-    "Name": "Buyer Co",
-    "Vat": "300000000000003",
-    "StreetName": "Prince Sultan Street",
-    "BuildingNumber": "2322",
-    "CitySubdivisionName": "Al Murabba",
-    "CityName": "Riyadh",
-    "PostalZone": "23333",
-    "CountryCode": "SA",
-}
-
-
-def model(kind: str = "Invoice", invoice_type: str = "Simplified", **changes: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "InvoiceNumber": f"INV-{uuid.uuid4().hex[:10]}",
-        "Type": invoice_type,
-        "Kind": kind,
-        "IssueDate": ISSUE_DATE,
-        "IssueTime": "14:03:22",
-        "Seller": SELLER,
-        "Lines": [
-            {
-                "Name": "Coffee",
-                "Quantity": "2",
-                "UnitCode": "PCE",
-                "UnitPrice": "10.00",
-                "VatCategory": "S",
-                "VatRate": "15",
-            },
-        ],
-    }
-    if invoice_type == "Standard":
-        body["Buyer"] = BUYER
-    if kind != "Invoice":
-        body["BillingReference"] = "INV-2026-000100"
-        body["Reason"] = "Goods returned"
-    body.update(changes)
-    return body
 
 
 def arabic() -> dict[str, Any]:

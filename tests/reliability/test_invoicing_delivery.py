@@ -114,3 +114,35 @@ def test_already_accepted_documents_count_as_delivered(
         reported = client.get(f"/v1/Invoices/{first.json()['invoiceId']}").json()
         assert reported["status"] in ("Reported", "ReportedWithWarnings"), reported
         assert reported["zatca"]["httpStatus"] == 409
+
+
+def test_a_document_in_backoff_holds_back_its_device_only(
+    invoicing_service: RunningService, emulator: Any
+) -> None:
+    """Each device's documents reach ZATCA in ICV order: while the first waits out its backoff,
+    the device's later ones wait too, and another device's documents do not."""
+    held_back = new_model_device(invoicing_service, emulator)
+    other = new_model_device(invoicing_service, emulator)
+    inject(emulator, "error-500", "reporting", count=2)
+    with invoicing_service.client() as client:
+        first = client.post(f"/v1/Devices/{held_back}/Invoices", json=model())
+        assert first.status_code == 201, first.text
+        later = [client.post(f"/v1/Devices/{held_back}/Invoices", json=model()) for _ in range(3)]
+        assert all(response.status_code == 201 for response in later)
+        # Another device is not held back by this one's backoff: reported while the first waits.
+        other_answer = client.post(f"/v1/Devices/{other}/Invoices", json=model())
+        assert other_answer.status_code == 201, other_answer.text
+        wait_until_delivered(client, other)
+        first_now = client.get(f"/v1/Invoices/{first.json()['invoiceId']}").json()
+        wait_until_delivered(client, held_back)
+    assert emulator.pending_faults() == []
+
+    held = httpx.get(f"{emulator.base_url}/emulator/invoices").json()
+    accepted = {entry["uuid"]: entry["received_at"] for entry in held if entry["http_status"] in (200, 202)}
+    answers = [first.json(), *(response.json() for response in later)]
+    assert [answer["icv"] for answer in answers] == [1, 2, 3, 4]
+    received = [accepted[answer["uuid"]] for answer in answers]
+    assert received == sorted(received), "documents reached ZATCA out of ICV order"
+    if first_now["status"] == "Pending":
+        # The other device's document went while this device's first was in backoff.
+        assert accepted[other_answer.json()["uuid"]] < received[0]
