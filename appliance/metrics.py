@@ -68,6 +68,8 @@ class Metrics:
             ["environment"],
             registry=self.registry,
         )
+        # What the gauge shows, so an activation can lower it without reading it back.
+        self._earliest_expiry: dict[str, datetime] = {}
         self.audit_records = Counter(
             "zatca_appliance_audit_records",
             "Audit records written by event",
@@ -123,7 +125,21 @@ class Metrics:
     def set_earliest_expiry(self, by_environment: Mapping[str, datetime]) -> None:
         """Replace the expiry series: an environment without active devices has none."""
         self.certificate_earliest_expiry.clear()
+        self._earliest_expiry = dict(by_environment)
         for environment, moment in by_environment.items():
+            self.certificate_earliest_expiry.labels(environment=environment).set(moment.timestamp())
+
+    def note_activation_expiry(self, environment: str, moment: datetime) -> None:
+        """A device just became active with a certificate ending at `moment`.
+
+        An activation only adds a certificate, so the earliest expiry can only move earlier: no
+        registry read is needed (one thread hop and a scan fewer per registration). Whatever
+        removes or replaces a certificate (renewal, start-up, the periodic refresh) still
+        recomputes the whole gauge with `set_earliest_expiry`.
+        """
+        known = self._earliest_expiry.get(environment)
+        if known is None or moment < known:
+            self._earliest_expiry[environment] = moment
             self.certificate_earliest_expiry.labels(environment=environment).set(moment.timestamp())
 
     def render(self) -> bytes:

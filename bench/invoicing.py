@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import re
 import sqlite3
 import statistics
@@ -280,10 +279,7 @@ def measure(
         floors.append(measure_floor(home / f"floor-{run}", hsm, floor_count))
     emulator = Emulator(home / "emulator" / "data")
     if emulator_nice:
-        # ZATCA is remote in production; here its stand-in verifies every document on the same
-        # two cores (about 14 ms of CPU per invoice). Niced, it yields those cores to the service.
-        for task in Path(f"/proc/{emulator.pid}/task").iterdir():
-            os.setpriority(os.PRIO_PROCESS, int(task.name), emulator_nice)
+        emulator.lower_priority(emulator_nice)
     results: list[list[Level]] = []
     try:
         service = Service(home / "service", hsm, emulator)

@@ -186,11 +186,12 @@ class RegistrationService:
             compliance_certificate = certificate_for_key(compliance, public_key_der, COMPLIANCE_CSID.name)
             if not onboarding:
                 issued = compliance
+                issued_certificate = compliance_certificate
                 with clock.step("registry"):
                     await self._activate_compliance_only(record, csr_pem, compliance, compliance_certificate)
                 self._counted(self._succeeded(record, compliance))
             else:
-                issued = await self._onboard(
+                issued, issued_certificate = await self._onboard(
                     request,
                     record=record,
                     device_id=device_id,
@@ -205,7 +206,8 @@ class RegistrationService:
             await self._abandon(record, device_id, exc)
             raise
         clock.finish(time.perf_counter() - started)
-        await refresh_expiry_gauge(self._registry, self._metrics)
+        # From the activated certificate in memory: an activation can only lower the gauge.
+        self._metrics.note_activation_expiry(str(request.environment), issued_certificate.not_valid_after_utc)
         log.info("registration succeeded", extra={"device_id": record.device_id})
         return RegistrationResult(
             device_id=record.device_id,
@@ -240,8 +242,9 @@ class RegistrationService:
         compliance_certificate: x509.Certificate,
         clock: StepClock,
         prepared: list[PreparedDocument],
-    ) -> CsidResponse:
-        """compliance CSID stored -> checks -> compliant -> production CSID -> active."""
+    ) -> tuple[CsidResponse, x509.Certificate]:
+        """compliance CSID stored -> checks -> compliant -> production CSID -> active; returns the
+        production CSID and its certificate."""
 
         async def store_compliance_csid() -> None:
             # Runs while the first compliance document is built; it ends before that is sent.
@@ -295,7 +298,7 @@ class RegistrationService:
                 audit=(succeeded,),
             )
         self._counted(succeeded)
-        return production
+        return production, certificate
 
     def _succeeded(self, record: DeviceRecord, issued: CsidResponse) -> AuditNote:
         # Appended in the activation's own transaction: no active device without its record.
