@@ -30,6 +30,7 @@ from appliance.daemon.notify import SystemdNotifier
 from appliance.errors import ApplianceError
 from appliance.hsm import AsyncKeyStore, KeyStore
 from appliance.metrics import Metrics
+from appliance.services.device_locks import DeviceLocks
 from appliance.services.invoicing import InvoicingService
 from appliance.services.outbox import Outbox, StatusListener
 from appliance.services.reconcile import reconcile, resolve_interrupted
@@ -84,6 +85,8 @@ def create_app(config: AppConfig, key_store: KeyStore | None = None) -> Litestar
             finally:
                 for task in background:
                     task.cancel()
+                # Awaited before the exit stack closes the clients, registry and key store they use.
+                await asyncio.gather(*background, return_exceptions=True)
                 # Deliveries in flight finish and record their outcome before the registry closes.
                 await resources.outbox.drain()
 
@@ -125,7 +128,6 @@ async def open_resources(
     zatca = ZatcaClient(config.zatca, observe=metrics.observe_zatca)
     stack.push_async_callback(zatca.aclose)
     registration = RegistrationService(config, keys, registry, zatca, metrics)
-    renewal = RenewalService(config, keys, registry, zatca, metrics)
     await refresh_expiry_gauge(registry, metrics)
     webhook_secret = read_webhook_secret(config.webhooks)
     webhooks: WebhookDispatcher | None = None
@@ -140,6 +142,9 @@ async def open_resources(
             poll_seconds=config.invoicing.outbox_poll_seconds,
         )
     invoice_store = InvoiceStore(registry.database, utc_now, notify_webhooks=webhooks is not None)
+    # One lock per device, shared by invoicing, renewal and retirement (services/device_locks.py).
+    locks = DeviceLocks()
+    renewal = RenewalService(config, keys, registry, zatca, metrics, invoices=invoice_store, locks=locks)
     outbox = Outbox(
         settings=config.invoicing,
         store=invoice_store,
@@ -150,7 +155,13 @@ async def open_resources(
         on_status=None if webhooks is None else _waker(webhooks),
     )
     invoicing = InvoicingService(
-        config=config, keys=keys, registry=registry, store=invoice_store, outbox=outbox, metrics=metrics
+        config=config,
+        keys=keys,
+        registry=registry,
+        store=invoice_store,
+        outbox=outbox,
+        metrics=metrics,
+        locks=locks,
     )
     return Resources(
         config=config,
@@ -162,6 +173,7 @@ async def open_resources(
         renewal=renewal,
         invoicing=invoicing,
         outbox=outbox,
+        locks=locks,
         webhooks=webhooks,
     )
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from appliance.config import AppConfig
 from appliance.hsm import AsyncKeyStore
 from appliance.metrics import Metrics
+from appliance.services.device_locks import DeviceLocks
 from appliance.services.invoicing import InvoicingService
 from appliance.services.outbox import Outbox
 from appliance.services.registration import RegistrationService
@@ -27,5 +28,7 @@ class Resources:
     renewal: RenewalService
     invoicing: InvoicingService
     outbox: Outbox
+    # The one set of per-device locks invoicing, renewal and retirement share.
+    locks: DeviceLocks
     # None when `webhooks.url` is not set.
     webhooks: WebhookDispatcher | None = None

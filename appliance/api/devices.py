@@ -105,9 +105,14 @@ class DevicesController(Controller):
         record = await _visible_device(device_id, scope, resources)
         if not scope.has_role(ApiKeyRole.ADMIN) and record.created_by != scope.key_id:
             raise Forbidden("only an admin key or the key that registered the device may retire it")
-        result = await retire_device(resources.keys, resources.registry, device_id, actor=scope.actor)
-        if result.key_destroyed:
-            resources.metrics.token_device_keys.dec()
+        result = await retire_device(
+            resources.keys,
+            resources.registry,
+            device_id,
+            actor=scope.actor,
+            locks=resources.locks,
+            metrics=resources.metrics,
+        )
         return device_view(result.record)
 
     @get("/", summary="Devices, newest first", responses=_ERRORS, guards=[require_role(ApiKeyRole.READ)])

@@ -262,9 +262,10 @@ def decode_submission(body: bytes) -> SubmittedDocument:
             problems.append(FieldProblem(canonical, "is required (a non-empty string)", "Missing-Field"))
     if problems:
         raise ValidationFailed(problems)
+    # Kept as sent (case included): the service compares it with the document's cbc:UUID as UUIDs.
     uuid_text = values["Uuid"].strip()
     try:
-        uuid_text = str(uuid.UUID(uuid_text))
+        uuid.UUID(uuid_text)
     except ValueError:
         problems.append(FieldProblem("Uuid", "must be a UUID", "Invalid-Value"))
     xml = b""

@@ -154,6 +154,7 @@ def _describe(r: DeviceRecord) -> list[tuple[str, object]]:
 
 def _retire(args: argparse.Namespace) -> int:
     from appliance.hsm import AsyncKeyStore, KeyStore
+    from appliance.services.device_locks import DeviceLocks
     from appliance.services.retirement import retire_device
 
     config = config_from_args(args)
@@ -161,7 +162,11 @@ def _retire(args: argparse.Namespace) -> int:
     try:
         result = with_registry(
             config,
-            lambda registry: retire_device(AsyncKeyStore(store), registry, args.device_id, actor="cli"),
+            # Another process than the service: its own locks (the registry's state checks stop
+            # what it races with there).
+            lambda registry: retire_device(
+                AsyncKeyStore(store), registry, args.device_id, actor="cli", locks=DeviceLocks()
+            ),
         )
     finally:
         store.close()

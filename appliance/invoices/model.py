@@ -36,7 +36,7 @@ import msgspec
 
 from appliance.errors import ValidationFailed
 from appliance.invoices.amounts import exact_product, line_net
-from appliance.invoices.decode import BodyReader, parse_json_object
+from appliance.invoices.decode import BodyReader, JsonObject, parse_json_object
 from appliance.x509.countries import ISO_3166_ALPHA2
 
 InvoiceType = Literal["Simplified", "Standard"]
@@ -171,10 +171,6 @@ class InvoiceModel(msgspec.Struct, frozen=True, kw_only=True):
     def is_simplified(self) -> bool:
         return self.type == "Simplified"
 
-    @property
-    def is_note(self) -> bool:
-        return self.kind != "Invoice"
-
 
 class SellerIdentity(msgspec.Struct, frozen=True):
     """The seller's VAT number and legal name, from the device's registration (and certificate)."""
@@ -229,8 +225,11 @@ _LONG_TEXT = 1000
 _SHORT_TEXT = 127
 
 
-def decode_invoice_model(body: bytes | Mapping[str, object], *, now: datetime | None = None) -> InvoiceModel:
-    """Decode and check a POS's invoice model, or raise ValidationFailed listing every problem."""
+def decode_invoice_model(
+    body: bytes | JsonObject | Mapping[str, object], *, now: datetime | None = None
+) -> InvoiceModel:
+    """Decode and check a POS's invoice model (the body, or the body as `parse_json_object` gave
+    it), or raise ValidationFailed listing every problem."""
     document = parse_json_object(body) if isinstance(body, bytes | bytearray) else body
     reader = BodyReader()
     top = reader.section(document, "", _TOP)

@@ -7,9 +7,12 @@ signed bytes + new head + outbox entry in one durable transaction. Only then is 
 simplified documents are answered at once and reported by the outbox; standard ones are cleared
 while the POS waits, at most `invoicing.clearance_timeout_seconds`, else answered `Pending`.
 
-The lock is per device and per process: the service is the only writer of invoices (the CLI only
-reads them), and `InvoiceStore.append` refuses a head that moved anyway, so a second writer could
-never fork a chain, only fail.
+The lock is the device's lock shared with renewal and retirement (services/device_locks.py): the
+device is read again once it is held, so an invoice is never signed with a key being destroyed nor
+stored for a device retired or renewed while the request waited (409, as for an inactive device).
+It is per process: the service is the only writer of invoices (the CLI only reads them), and
+`InvoiceStore.append` refuses a head that moved anyway, so a second writer could never fork a
+chain, only fail.
 """
 
 from __future__ import annotations
@@ -39,13 +42,14 @@ from appliance.errors import (
 )
 from appliance.hsm import AsyncKeyStore
 from appliance.invoices.decode import JsonObject, parse_json_object
-from appliance.invoices.facts import parse_invoice_facts
-from appliance.invoices.model import SellerIdentity, decode_invoice_model
+from appliance.invoices.facts import InvoiceFacts, parse_invoice_facts
+from appliance.invoices.model import InvoiceModel, SellerIdentity, decode_invoice_model
 from appliance.invoices.namespaces import INITIAL_PIH
 from appliance.invoices.render import render_invoice
 from appliance.invoices.stamp import stamp_invoice
-from appliance.invoices.verify import verify_invoice
+from appliance.invoices.verify import VerificationReport, verify_invoice
 from appliance.metrics import Metrics
+from appliance.services.device_locks import DeviceLocks
 from appliance.services.outbox import Outbox
 from appliance.storage.invoices import InvoiceStore
 from appliance.storage.invoices_models import (
@@ -111,6 +115,7 @@ class InvoicingService:
         store: InvoiceStore,
         outbox: Outbox,
         metrics: Metrics,
+        locks: DeviceLocks,
     ) -> None:
         self._config = config
         self._keys = keys
@@ -118,7 +123,7 @@ class InvoicingService:
         self._store = store
         self._outbox = outbox
         self._metrics = metrics
-        self._locks: dict[str, anyio.Lock] = {}
+        self._locks = locks
         # Each device's chain head as this process last stored it (read once, then kept): one
         # database read less inside the device lock. `append` still checks the stored head, so a
         # stale entry can only fail a request (ChainMoved, and the entry is dropped), never fork.
@@ -131,20 +136,23 @@ class InvoicingService:
     async def issue(self, device_id: str, body: bytes, vats: frozenset[str] | None = None) -> IssuedInvoice:
         """Sign, chain, store and (for standard documents) clear one Model invoice."""
         started = time.perf_counter()
-        device = await self._active_device(device_id, vats, model=True)
-        # Canonical JSON (sorted names) so a retry that only reorders or re-spaces is the same body.
-        model = decode_invoice_model(await self._with_stored_seller(device_id, body))
-        body_digest = canonical_digest(body)
+        await self._active_device(device_id, vats, model=True)  # refuse early, before decoding
+        stored_seller = await self._stored_seller(device_id)
+        # One worker call parses the body once, for the model and for its digest.
+        model, body_digest = await anyio.to_thread.run_sync(_decode_model, body, stored_seller)
         # A retried Uuid is found by `append` (the stored invoice, or InvoiceConflict) in the same
         # transaction, so new invoices (nearly all) pay no look-up of their own; a retry only
         # costs a signature that is thrown away.
-        certificate = self._certificate(device)
-        seller = SellerIdentity(vat=device.vat, name=device.organization_name)
-        sign = self._keys.signer_in_worker(uuid_module.UUID(hex=device.key_id_hex))
         # Once the lock is held, finish even if the POS goes away: the token and the database must
         # not see half an invoice, and a stored invoice must be enqueued (the same transaction).
         with anyio.CancelScope(shield=True):
-            async with self._lock(device_id):
+            async with self._locks(device_id):
+                # Read again under the lock: renewal or retirement may have changed the key and
+                # certificate while this request waited for it.
+                device = await self._active_device(device_id, vats, model=True)
+                certificate = self._certificate(device)
+                seller = SellerIdentity(vat=device.vat, name=device.organization_name)
+                sign = self._keys.signer_in_worker(uuid_module.UUID(hex=device.key_id_hex))
                 head = await self._head(device_id)
 
                 def sign_document() -> tuple[bytes, str, str]:
@@ -207,24 +215,13 @@ class InvoicingService:
         await self._store.put_seller(device_id, encoded)
         self._sellers[device_id] = encoded
 
-    async def _with_stored_seller(self, device_id: str, body: bytes) -> bytes:
-        """The body with the device's stored Seller added when it carries none of its own."""
-        try:
-            names = [name.lower() for name, _ in parse_json_object(body)]
-        except ValidationFailed:
-            return body  # the model decoder names the problem
-        if "seller" in names:
-            return body
+    async def _stored_seller(self, device_id: str) -> bytes | None:
+        """The Seller object the device's models fall back to (JSON), if one was stored."""
         # This service is the only writer of sellers (put_seller), so what it read or wrote holds.
         if device_id in self._sellers:
-            seller = self._sellers[device_id]
-        else:
-            seller = self._sellers[device_id] = await self._store.seller(device_id)
-        if seller is None:
-            return body
-        rest = body.lstrip()[1:].lstrip()
-        separator = b"" if rest.startswith(b"}") else b","
-        return b'{"Seller":' + seller + separator + rest
+            return self._sellers[device_id]
+        seller = self._sellers[device_id] = await self._store.seller(device_id)
+        return seller
 
     # Xml and Pdf devices
 
@@ -235,7 +232,7 @@ class InvoicingService:
         device = await self._active_device(device_id, vats, model=False)
         certificate = self._certificate(device)
         xml = document.signed_xml
-        report = await anyio.to_thread.run_sync(lambda: verify_invoice(xml, certificate))
+        report, facts = await anyio.to_thread.run_sync(_verify_document, xml, certificate)
         failed = [check for check in report.failed if check.name != "pih"]
         if failed:
             raise ValidationFailed(
@@ -248,12 +245,10 @@ class InvoicingService:
                     for check in failed
                 ]
             )
-        try:
-            facts = parse_invoice_facts(xml)
-        except InvoiceDocumentError as exc:
-            raise ValidationFailed([FieldProblem("SignedXml", str(exc), "Invalid-XML")]) from exc
+        if isinstance(facts, InvoiceDocumentError):
+            raise ValidationFailed([FieldProblem("SignedXml", str(facts), "Invalid-XML")]) from facts
         problems = []
-        if (facts.uuid or "").strip() != document.uuid:
+        if not _same_uuid(facts.uuid, document.uuid):
             problems.append(FieldProblem("Uuid", f"is not the document's cbc:UUID ({facts.uuid!r})"))
         if (facts.invoice_number or "").strip() != document.invoice_number:
             problems.append(
@@ -266,7 +261,17 @@ class InvoicingService:
         assert facts.icv is not None and facts.pih is not None
         digest = hashlib.sha256(xml).hexdigest()
         with anyio.CancelScope(shield=True):
-            async with self._lock(device_id):
+            async with self._locks(device_id):
+                # Read again under the lock (retired or renewed while this request waited?).
+                current = await self._active_device(device_id, vats, model=False)
+                if current.binary_security_token != device.binary_security_token:
+                    raise DeviceNotActive(
+                        f"device {device_id} was given a new certificate (renewed) while this document"
+                        " was checked against the old one; sign it with the new certificate and submit"
+                        " it again",
+                        device_id,
+                    )
+                device = current
                 head = await self._head(device_id)
                 warnings = []
                 if facts.icv != head.icv + 1:
@@ -292,7 +297,8 @@ class InvoicingService:
                         invoice_id=str(uuid_module.uuid4()),
                         device_id=device_id,
                         icv=facts.icv,
-                        uuid=document.uuid,
+                        # The document's own text: what ZATCA compares the submission's uuid with.
+                        uuid=(facts.uuid or document.uuid).strip(),
                         invoice_number=document.invoice_number,
                         invoice_hash=report.invoice_hash,
                         pih=facts.pih,
@@ -394,6 +400,12 @@ class InvoicingService:
             raise DeviceNotActive(
                 f"device {device_id} is {device.status}; only an active device issues invoices", device_id
             )
+        if device.credential_kind != "production":
+            raise DeviceNotActive(
+                f"device {device_id} holds only a compliance CSID (zatca.onboarding: compliance);"
+                " invoices need a production CSID",
+                device_id,
+            )
         is_model = device.invoice_format is InvoiceFormat.MODEL
         if model and not is_model:
             raise DeviceFormatConflict(
@@ -420,17 +432,42 @@ class InvoicingService:
         self._certificates[device.device_id] = (token, certificate)
         return certificate
 
-    def _lock(self, device_id: str) -> anyio.Lock:
-        lock = self._locks.get(device_id)
-        if lock is None:
-            lock = self._locks[device_id] = anyio.Lock()
-        return lock
+
+def _decode_model(body: bytes, stored_seller: bytes | None) -> tuple[InvoiceModel, str]:
+    """The model (with the stored Seller when the body carries none) and the body's digest, from
+    one parse of the body; blocking (a worker thread)."""
+    document = parse_json_object(body)
+    digest = canonical_digest(document)
+    if stored_seller is not None and all(name.lower() != "seller" for name, _ in document):
+        document = JsonObject([("Seller", parse_json_object(stored_seller)), *document])
+    return decode_invoice_model(document), digest
 
 
-def canonical_digest(body: bytes) -> str:
-    """SHA-256 of the body as canonical JSON (names sorted, numbers as written): a retry that only
-    reorders names or changes spacing is the same request."""
-    return hashlib.sha256(msgspec.json.encode(_canonical(parse_json_object(body)))).hexdigest()
+# Canonical JSON (sorted names) so a retry that only reorders or re-spaces is the same body.
+def canonical_digest(document: JsonObject) -> str:
+    """SHA-256 of the parsed body as canonical JSON (names sorted, numbers as written): a retry that
+    only reorders names or changes spacing is the same request."""
+    return hashlib.sha256(msgspec.json.encode(_canonical(document))).hexdigest()
+
+
+def _verify_document(
+    xml: bytes, certificate: x509.Certificate
+) -> tuple[VerificationReport, InvoiceFacts | InvoiceDocumentError]:
+    """The checks and the facts of a submitted document, in one worker call."""
+    report = verify_invoice(xml, certificate)
+    try:
+        return report, parse_invoice_facts(xml)
+    except InvoiceDocumentError as exc:
+        return report, exc
+
+
+def _same_uuid(stated: str | None, sent: str) -> bool:
+    """The document's cbc:UUID and the Uuid sent beside it name the same UUID (case and braces
+    aside: both are compared as UUID values)."""
+    try:
+        return stated is not None and uuid_module.UUID(stated.strip()) == uuid_module.UUID(sent)
+    except ValueError:
+        return False
 
 
 def _canonical(value: object) -> object:

@@ -33,6 +33,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 
 from appliance.config import InvoicingSettings
+from appliance.domain import DeviceStatus
 from appliance.errors import ApplianceError, StorageError, ZatcaError, ZatcaMessage, ZatcaRejected
 from appliance.hsm import AsyncKeyStore
 from appliance.metrics import Metrics
@@ -108,8 +109,9 @@ class Outbox:
         self._records: dict[int, InvoiceRecord] = {}
         self._waiters: dict[int, list[asyncio.Future[InvoiceRecord | None]]] = {}
         self._in_flight: dict[int, asyncio.Task[InvoiceRecord | None]] = {}
-        # Decrypted once per device and credential: a token round trip per delivery would be waste.
-        self._credentials: dict[tuple[str, str], Credentials] = {}
+        # Decrypted once per device and credential (a token round trip per delivery would be waste);
+        # one entry per device, replaced when its CSID changes (renewal), dropped once it has none.
+        self._credentials: dict[str, Credentials] = {}
         self._warned_late = False
         self._observed_at = float("-inf")
         self._closing = False
@@ -274,12 +276,9 @@ class Outbox:
         endpoint = "reporting" if record.simplified else "clearance"
         try:
             result = await self._submit(record, device)
-        except ZatcaRejected as exc:
-            # No verdict on the document (401, 303, an odd 4xx): the document is unchanged, so the
-            # same bytes go again once the cause is fixed.
-            await self._retry(lane, record, endpoint, f"{exc.code}: {exc}")
-            return None
         except ZatcaError as exc:
+            # No verdict on the document (timeout, 5xx, 401, 303, an odd 4xx): the document is
+            # unchanged, so the same bytes go again once the cause is fixed.
             await self._retry(lane, record, endpoint, f"{exc.code}: {exc}")
             return None
         except StorageError:
@@ -307,15 +306,19 @@ class Outbox:
         if device is None or device.device_id != record.device_id:
             device = await self._registry.get(record.device_id)
         if device.binary_security_token is None or device.secret_ciphertext is None:
+            self._credentials.pop(device.device_id, None)
             raise ZatcaRejected(
                 "invoice", 401, [ZatcaMessage("No-Credentials", f"device {device.device_id} holds no CSID")]
             )
-        key = (device.device_id, device.binary_security_token)
-        credentials = self._credentials.get(key)
-        if credentials is None:
+        credentials = self._credentials.get(device.device_id)
+        if credentials is None or credentials.binary_security_token != device.binary_security_token:
             secret = (await self._keys.decrypt_secret(device.secret_ciphertext)).decode("utf-8")
             credentials = Credentials(device.binary_security_token, secret)
-            self._credentials[key] = credentials
+        if device.status is DeviceStatus.RETIRED:
+            # Its last invoices still go, but its secret is not kept for a device that is done.
+            self._credentials.pop(device.device_id, None)
+        else:
+            self._credentials[device.device_id] = credentials
         submission = InvoiceSubmission(record.invoice_hash, record.uuid, record.signed_xml)
         if record.simplified:
             return await self._zatca.report_invoice(device.environment, credentials, submission)

@@ -4,6 +4,9 @@ The row goes first, in one transaction with its `device.retired` audit record: a
 absent token after it leaves a retired row that still has a key, which reconciliation destroys
 ("key of a retired device"). The other order could leave an `active` row without its key.
 Invoices and the row itself are kept; the EGS serial may register again.
+
+Both steps happen under the device's lock (services/device_locks.py): an invoice being signed
+finishes first, and none is signed with the key once the row says retired.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from typing import Protocol
 
 from appliance.errors import HsmError
 from appliance.hsm import AsyncKeyStore
+from appliance.metrics import Metrics
+from appliance.services.device_locks import DeviceLocks
 from appliance.storage import AuditEvent, AuditTrail, DeviceRecord
 
 log = logging.getLogger("appliance.retirement")
@@ -31,18 +36,28 @@ class RetirementResult:
 
 
 async def retire_device(
-    keys: AsyncKeyStore, registry: RetiringRegistry, device_id: str, *, actor: str
+    keys: AsyncKeyStore,
+    registry: RetiringRegistry,
+    device_id: str,
+    *,
+    actor: str,
+    locks: DeviceLocks,
+    metrics: Metrics | None = None,
 ) -> RetirementResult:
-    """`NotFound` for an unknown device, `Conflict` unless it is active."""
-    record = await registry.retire(device_id, actor=actor)
-    key_destroyed = False
-    try:
-        key_destroyed = await keys.destroy_device_key(uuid.UUID(hex=record.key_id_hex))
-    except HsmError as exc:
-        log.warning(
-            "retired device's key not destroyed; left for reconciliation",
-            extra={"device_id": device_id, "error": str(exc)},
-        )
+    """`NotFound` for an unknown device, `Conflict` unless it is active. `metrics`: the service's
+    (its key gauge drops); the CLI, another process, has none."""
+    async with locks(device_id):
+        record = await registry.retire(device_id, actor=actor)
+        key_destroyed = False
+        try:
+            key_destroyed = await keys.destroy_device_key(uuid.UUID(hex=record.key_id_hex))
+        except HsmError as exc:
+            log.warning(
+                "retired device's key not destroyed; left for reconciliation",
+                extra={"device_id": device_id, "error": str(exc)},
+            )
+    if key_destroyed and metrics is not None:
+        metrics.token_device_keys.dec()
     if key_destroyed:
         await registry.append_audit(
             actor=actor,

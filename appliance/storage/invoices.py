@@ -26,7 +26,6 @@ from appliance.storage.invoices_models import (
     InvoiceRecord,
     InvoiceStatus,
     NewInvoice,
-    OutboxEntry,
 )
 
 
@@ -44,27 +43,15 @@ class InvoiceStore:
             partial(invoices_sql.head, device_id=device_id, initial_hash=initial_hash)
         )
 
-    async def find_by_uuid(self, device_id: str, uuid: str) -> InvoiceRecord | None:
-        return await self._database.read(partial(invoices_sql.find_by_uuid, device_id=device_id, uuid=uuid))
-
-    async def append(
-        self, new: NewInvoice, *, expected_position: int, deliver_after: datetime | None = None
-    ) -> AppendOutcome:
+    async def append(self, new: NewInvoice, *, expected_position: int) -> AppendOutcome:
         """Store `new` as the device's next document and enqueue it, in one durable transaction.
 
         Returns the stored invoice instead when (device, uuid) exists with the same body digest;
         raises `InvoiceConflict` when the body differs, and `ChainMoved` when the head is no longer
         at `expected_position` (another writer advanced it: nothing was stored).
         """
-        now = self._clock()
         return await self._database.write(
-            partial(
-                invoices_sql.append,
-                new=new,
-                expected_position=expected_position,
-                now=now,
-                deliver_after=deliver_after or now,
-            )
+            partial(invoices_sql.append, new=new, expected_position=expected_position, now=self._clock())
         )
 
     async def get(self, invoice_id: str) -> InvoiceRecord:
@@ -88,26 +75,10 @@ class InvoiceStore:
 
     # The outbox
 
-    async def due(self, limit: int, exclude: frozenset[int] = frozenset()) -> list[OutboxEntry]:
-        return await self._database.read(
-            partial(invoices_sql.due, now=self._clock(), limit=limit, exclude=exclude)
-        )
-
-    async def record_delivery(self, seq: int, result: DeliveryResult) -> InvoiceRecord:
-        """ZATCA answered for good: the status and messages are stored and the entry leaves the outbox."""
-        return await self._database.write(
-            partial(
-                invoices_sql.record_delivery,
-                seq=seq,
-                result=result,
-                now=self._clock(),
-                notify=self._notify_webhooks,
-            )
-        )
-
     async def record_delivery_of(self, record: InvoiceRecord, result: DeliveryResult) -> InvoiceRecord:
-        """`record_delivery` for the invoice as the caller holds it (as stored, `Pending`): one
-        write, no read of the document back."""
+        """ZATCA answered for good about the invoice as the caller holds it (as stored, `Pending`):
+        the status and messages are stored and the entry leaves the outbox, in one write (no read of
+        the document back)."""
         return await self._database.write(
             partial(
                 invoices_sql.record_delivery_of,
@@ -122,13 +93,17 @@ class InvoiceStore:
         """The device's outbox entries in chain order: (seq, next attempt at)."""
         return await self._database.read(partial(invoices_sql.pending_of_device, device_id=device_id))
 
+    async def undelivered_count(self, device_id: str) -> int:
+        """How many of the device's invoices still wait for ZATCA's answer (its outbox entries)."""
+        return await self._database.read(partial(invoices_sql.undelivered_count, device_id=device_id))
+
     async def devices_waiting(self, limit: int) -> list[str]:
         """Devices with undelivered invoices, the one with the oldest first."""
         return await self._database.read(partial(invoices_sql.devices_waiting, limit=limit))
 
-    async def record_retry(self, seq: int, error: str, next_attempt_at: datetime) -> int:
-        """A failed attempt; returns the attempts made so far."""
-        return await self._database.write(
+    async def record_retry(self, seq: int, error: str, next_attempt_at: datetime) -> None:
+        """A failed attempt: counted, with its error and when the next one may start."""
+        await self._database.write(
             partial(invoices_sql.record_retry, seq=seq, error=error, next_attempt_at=next_attempt_at)
         )
 

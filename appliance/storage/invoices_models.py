@@ -105,15 +105,6 @@ class ChainHead(msgspec.Struct, frozen=True):
     invoice_hash: str
 
 
-class OutboxEntry(msgspec.Struct, frozen=True):
-    seq: int
-    invoice_id: str
-    device_id: str
-    attempts: int
-    next_attempt_at: datetime
-    enqueued_at: datetime
-
-
 class InvoicePage(msgspec.Struct, frozen=True):
     items: list[InvoiceRecord]
     total: int

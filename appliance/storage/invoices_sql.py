@@ -24,7 +24,6 @@ from appliance.storage.invoices_models import (
     InvoiceRecord,
     InvoiceStatus,
     NewInvoice,
-    OutboxEntry,
     StoredMessage,
 )
 from appliance.storage.sql import timestamp_from_text, timestamp_text, transaction
@@ -91,12 +90,8 @@ def head(connection: sqlite3.Connection, device_id: str, initial_hash: str) -> C
     return ChainHead(row["position"], row["icv"], row["invoice_hash"])
 
 
-def find_by_uuid(connection: sqlite3.Connection, device_id: str, uuid: str) -> InvoiceRecord | None:
-    return _one(connection, "device_id = ? AND uuid = ?", (device_id, uuid))
-
-
 def _existing(connection: sqlite3.Connection, new: NewInvoice) -> InvoiceRecord | None:
-    stored = find_by_uuid(connection, new.device_id, new.uuid)
+    stored = _one(connection, "device_id = ? AND uuid = ?", (new.device_id, new.uuid))
     if stored is None:
         return None
     if stored.body_digest != new.body_digest:
@@ -109,11 +104,7 @@ def _existing(connection: sqlite3.Connection, new: NewInvoice) -> InvoiceRecord 
 
 
 def append(
-    connection: sqlite3.Connection,
-    new: NewInvoice,
-    expected_position: int,
-    now: datetime,
-    deliver_after: datetime,
+    connection: sqlite3.Connection, new: NewInvoice, expected_position: int, now: datetime
 ) -> AppendOutcome:
     stored = _existing(connection, new)
     if stored is not None:
@@ -165,7 +156,7 @@ def append(
     connection.execute(
         "INSERT INTO invoice_outbox (invoice_seq, device_id, enqueued_at, next_attempt_at, attempts)"
         " VALUES (?, ?, ?, ?, 0)",
-        (seq, new.device_id, created, timestamp_text(deliver_after)),
+        (seq, new.device_id, created, created),
     )
     # Built from what was just inserted rather than read back: the row holds exactly these values.
     stored_at = timestamp_from_text(created)
@@ -243,47 +234,6 @@ def chain(
     return [_record(row) for row in rows]
 
 
-def due(
-    connection: sqlite3.Connection, now: datetime, limit: int, exclude: frozenset[int]
-) -> list[OutboxEntry]:
-    # Only each device's first entry in chain order may go (a later one waits, even when due, for
-    # the one before it); oldest first; entries in flight are skipped here rather than in SQL.
-    rows = connection.execute(
-        "SELECT o.invoice_seq, i.invoice_id, o.device_id, o.attempts, o.next_attempt_at, o.enqueued_at"
-        " FROM (SELECT min(invoice_seq) AS first FROM invoice_outbox GROUP BY device_id) h"
-        " JOIN invoice_outbox o ON o.invoice_seq = h.first JOIN invoices i ON i.seq = o.invoice_seq"
-        " WHERE o.next_attempt_at <= ? ORDER BY o.next_attempt_at, o.invoice_seq LIMIT ?",
-        (timestamp_text(now), limit + len(exclude)),
-    ).fetchall()
-    entries = []
-    for row in rows:
-        if row["invoice_seq"] in exclude:
-            continue
-        next_attempt_at = timestamp_from_text(row["next_attempt_at"])
-        enqueued_at = timestamp_from_text(row["enqueued_at"])
-        assert next_attempt_at is not None and enqueued_at is not None
-        entries.append(
-            OutboxEntry(
-                row["invoice_seq"],
-                row["invoice_id"],
-                row["device_id"],
-                row["attempts"],
-                next_attempt_at,
-                enqueued_at,
-            )
-        )
-    return entries[:limit]
-
-
-def record_delivery(
-    connection: sqlite3.Connection, seq: int, result: DeliveryResult, now: datetime, notify: bool = False
-) -> InvoiceRecord:
-    current = _one(connection, "seq = ?", (seq,))
-    if current is None:
-        raise NotFound(f"no invoice with seq {seq}")
-    return record_delivery_of(connection, current, result, now, notify)
-
-
 def record_delivery_of(
     connection: sqlite3.Connection,
     current: InvoiceRecord,
@@ -291,8 +241,8 @@ def record_delivery_of(
     now: datetime,
     notify: bool = False,
 ) -> InvoiceRecord:
-    """`record_delivery` for an invoice the caller holds: no read of the row (the document is the
-    bulk of it); only the attempt count, which retries change, comes back from the update."""
+    """ZATCA's verdict on an invoice the caller holds: no read of the row (the document is the bulk
+    of it); only the attempt count, which retries change, comes back from the update."""
     stamp = timestamp_text(now)
     # The appliance's own warnings (stored at append) stay in front of ZATCA's.
     own_warnings = tuple(message for message in current.warning_messages if message.category == "Appliance")
@@ -349,6 +299,13 @@ def pending_of_device(connection: sqlite3.Connection, device_id: str) -> list[tu
     return entries
 
 
+def undelivered_count(connection: sqlite3.Connection, device_id: str) -> int:
+    row = connection.execute(
+        "SELECT count(*) AS waiting FROM invoice_outbox WHERE device_id = ?", (device_id,)
+    ).fetchone()
+    return int(row["waiting"])
+
+
 def devices_waiting(connection: sqlite3.Connection, limit: int) -> list[str]:
     """Devices with entries in the outbox, the one with the oldest entry first."""
     rows = connection.execute(
@@ -357,15 +314,13 @@ def devices_waiting(connection: sqlite3.Connection, limit: int) -> list[str]:
     return [str(row["device_id"]) for row in rows]
 
 
-def record_retry(connection: sqlite3.Connection, seq: int, error: str, next_attempt_at: datetime) -> int:
+def record_retry(connection: sqlite3.Connection, seq: int, error: str, next_attempt_at: datetime) -> None:
     connection.execute(
         "UPDATE invoice_outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?"
         " WHERE invoice_seq = ?",
         (error[:500], timestamp_text(next_attempt_at), seq),
     )
     connection.execute("UPDATE invoices SET attempts = attempts + 1 WHERE seq = ?", (seq,))
-    row = connection.execute("SELECT attempts FROM invoice_outbox WHERE invoice_seq = ?", (seq,)).fetchone()
-    return 0 if row is None else int(row["attempts"])
 
 
 def outbox_stats(connection: sqlite3.Connection) -> tuple[int, datetime | None]:

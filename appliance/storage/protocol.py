@@ -86,8 +86,11 @@ class DeviceRegistry(Protocol):
         """Note an active device's renewal key before it exists. `Conflict` if one is in flight."""
         ...
 
-    async def finish_renewal(self, device_id: str, data: RenewalData) -> DeviceRecord:
-        """Switch the device to the renewal's key and CSID; `DeviceStateConflict` if it was abandoned."""
+    async def finish_renewal(
+        self, device_id: str, data: RenewalData, *, audit: Sequence[AuditNote] = ()
+    ) -> DeviceRecord:
+        """Switch the device to the renewal's key and CSID; `DeviceStateConflict` if it was abandoned.
+        `audit`: records appended in the same transaction."""
         ...
 
     async def abandon_renewal(self, device_id: str, key_id_hex: str) -> bool:

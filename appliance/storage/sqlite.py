@@ -235,9 +235,12 @@ class SqliteRegistry(DeviceRegistry, ApiKeyStore, AuditTrail):
             )
         )
 
-    async def finish_renewal(self, device_id: str, data: RenewalData) -> DeviceRecord:
-        return await self._database.write(
-            partial(onboarding.finish_renewal, device_id=device_id, data=data, updated_at=self._clock())
+    async def finish_renewal(
+        self, device_id: str, data: RenewalData, *, audit: Sequence[AuditNote] = ()
+    ) -> DeviceRecord:
+        return await self._write_audited(
+            partial(onboarding.finish_renewal, device_id=device_id, data=data, updated_at=self._clock()),
+            audit,
         )
 
     async def abandon_renewal(self, device_id: str, key_id_hex: str) -> bool:

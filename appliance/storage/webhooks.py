@@ -1,6 +1,6 @@
 """The webhook outbox: invoice status changes waiting for the receiver at `webhooks.url`.
 
-Events are written by `InvoiceStore.record_delivery` in the transaction that records the new
+Events are written by `InvoiceStore.record_delivery_of` in the transaction that records the new
 status (when webhooks are configured), so a restart or kill -9 loses none and never invents one.
 """
 

@@ -1,6 +1,7 @@
 """Who may invoice what, and which documents Submit refuses.
 
 - an inactive device (retired, or failed at registration) gets 409 on invoicing, an unknown one 404;
+  so does one holding only a compliance CSID (`zatca.onboarding: compliance`);
 - an API key scoped to VAT A cannot invoice, read or list the invoices of a VAT-B device (404);
   a key without the `invoice` role gets 403 (a `read` key still reads);
 - Submit refuses, with 400 naming the failed check, a document stamped with another certificate
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import uuid
+from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import hashes
@@ -21,7 +23,8 @@ from appliance.invoices.model import decode_invoice_model
 from appliance.invoices.qr import decode_qr, encode_tlv
 from appliance.invoices.render import render_invoice
 from appliance.invoices.stamp import stamp_invoice
-from tests.fixtures.service import RunningService, cli
+from tests.fixtures.service import RunningService, cli, prepare_service
+from tests.fixtures.softhsm import create_token
 from tests.integration.test_invoicing_api import invoicing_service, model, new_model_device
 from tests.integration.test_invoicing_submit import XmlDevice, submission
 from tests.integration.test_registration_e2e import register
@@ -56,6 +59,35 @@ def test_inactive_and_unknown_devices(invoicing_service: RunningService, emulato
         unknown = client.post(f"/v1/Devices/{uuid.uuid4()}/Invoices", json=model())
         assert unknown.status_code == 404, unknown.text
         assert client.get(f"/v1/Devices/{retired}/Invoices").json()["total"] == 0
+
+
+def test_a_device_with_only_a_compliance_csid_does_not_invoice(emulator: Any, tmp_path: Path) -> None:
+    # Its own token: a second service on another's token would reconcile its keys away.
+    token = create_token(tmp_path / "token", "zatca-invoicing-compliance")
+    compliance_only = prepare_service(token, emulator, tmp_path / "svc", onboarding="compliance")
+    compliance_only.start()
+    try:
+        model_device = register(compliance_only, emulator, invoice_format="Model")
+        xml_device = XmlDevice(compliance_only, emulator)
+        assert model_device.status_code == 200, model_device.text
+        model_id = model_device.json()["deviceId"]
+        with compliance_only.client() as client:
+            body = model()
+            refused = [
+                client.post(f"/v1/Devices/{model_id}/Invoices", json=model()),
+                client.post(
+                    f"/v1/Devices/{xml_device.device_id}/Invoices/Submit",
+                    json=submission(body, xml_device.document(1, INITIAL_PIH, body)),
+                ),
+            ]
+            for response in refused:
+                assert response.status_code == 409, response.text
+                message = response.json()["errorList"][0]["message"]
+                assert "compliance CSID" in message and "production CSID" in message
+            for device_id in (model_id, xml_device.device_id):
+                assert client.get(f"/v1/Devices/{device_id}/Invoices").json()["total"] == 0
+    finally:
+        compliance_only.stop()
 
 
 def test_scoped_and_role_limited_keys(invoicing_service: RunningService, emulator: Any) -> None:

@@ -72,12 +72,12 @@ async def test_chain_outbox_and_idempotency(tmp_path: Path) -> None:
             await store.append(_new(device, 2, "hash-1"), expected_position=0)
         assert (await store.head(device, INITIAL_PIH)).position == 1
 
-        due = await store.due(10)
-        assert [entry.invoice_id for entry in due] == [first.record.invoice_id]
+        assert await store.undelivered_count(device) == 1
+        assert [seq for seq, _ in await store.pending_of_device(device)] == [first.record.seq]
         depth, oldest = await store.outbox_stats()
         assert depth == 1 and oldest is not None
-        delivered = await store.record_delivery(
-            due[0].seq,
+        delivered = await store.record_delivery_of(
+            first.record,
             DeliveryResult(
                 status=InvoiceStatus.REPORTED_WITH_WARNINGS,
                 http_status=202,
@@ -87,6 +87,7 @@ async def test_chain_outbox_and_idempotency(tmp_path: Path) -> None:
         assert delivered.status is InvoiceStatus.REPORTED_WITH_WARNINGS
         assert delivered.warning_messages[0].code == "BR-KSA-98"
         assert await store.outbox_stats() == (0, None)
+        assert await store.undelivered_count(device) == 0
         page = await store.list_invoices(device, status=InvoiceStatus.REPORTED_WITH_WARNINGS)
         assert page.total == 1
     finally:

@@ -130,3 +130,23 @@ def test_xml_device_submits_reports_and_tampering_is_refused(
         held = httpx.get(f"{emulator.base_url}/emulator/invoices").json()
         assert any(entry["uuid"] == first_body["Uuid"] for entry in held)
         assert uuid.UUID(first["uuid"]) == uuid.UUID(first_body["Uuid"])
+
+
+def test_uuid_sent_in_upper_case_names_the_same_document(
+    invoicing_service: RunningService, emulator: Any
+) -> None:
+    device = XmlDevice(invoicing_service, emulator)
+    url = f"/v1/Devices/{device.device_id}/Invoices/Submit"
+    body = model()
+    xml = device.document(1, INITIAL_PIH, body)  # cbc:UUID in lower case, as the model renders it
+    with invoicing_service.client() as client:
+        shouted = client.post(url, json={**submission(body, xml), "Uuid": body["Uuid"].upper()})
+        assert shouted.status_code == 201, shouted.text
+        assert shouted.json()["uuid"] == body["Uuid"]  # the document's own text is what is kept
+        # A retry spelling the Uuid the other way is the same invoice, not a second one.
+        again = client.post(url, json=submission(body, xml))
+        assert again.status_code == 200, again.text
+        assert again.json()["invoiceId"] == shouted.json()["invoiceId"]
+        other = model()
+        mismatched = client.post(url, json={**submission(body, xml), "Uuid": other["Uuid"].upper()})
+        assert mismatched.status_code == 400 and "Uuid" in mismatched.text

@@ -22,6 +22,12 @@ from appliance.invoices.stamp import stamp_invoice
 from appliance.zatca import Credentials, ZatcaClient
 from appliance.zatca.invoices import InvoiceResult, InvoiceSubmission
 from tests.fixtures.service import VAT, RunningService
+from tests.integration.test_invoicing_api import (
+    invoicing_service,
+    model,
+    new_model_device,
+    wait_until_delivered,
+)
 from tests.integration.test_onboarding_e2e import KINDS, step_name
 from tests.integration.test_registration_e2e import (
     assert_token_matches_registry,
@@ -32,6 +38,8 @@ from tests.integration.test_registration_e2e import (
 from tests.support.pkcs11_tool import list_private_keys
 
 ORGANIZATION = "Tech Innovations Inc."  # registration_body's organisation
+
+__all__ = ["invoicing_service"]  # the module fixture, shared
 
 
 def renew(service: RunningService, emulator: Any, device_id: str, otp: str | None = None) -> httpx.Response:
@@ -194,3 +202,56 @@ def test_renewal_refuses_unknown_devices_bad_bodies_and_missing_otps(
     assert no_otp.status_code == 400 and no_otp.json()["errorList"][0]["field"] == "OTP"
     assert short.status_code == 400 and short.json()["errorList"][0]["field"] == "OTP"
     assert extra.status_code == 400 and extra.json()["errorList"][0]["field"] == "Csr"
+
+
+def not_reporting(counts: dict[str, Any]) -> dict[str, int]:
+    """The emulator's request counts per endpoint, but those of reporting (the outbox's retries)."""
+    return {name: count for name, count in counts["by_endpoint"].items() if "reporting" not in name}
+
+
+def test_renewal_is_refused_while_an_invoice_waits_for_zatca(
+    invoicing_service: RunningService, emulator: Any
+) -> None:
+    """An invoice signed with the current certificate and not yet reported would go to ZATCA with
+    the renewed CSID and be rejected for good: the renewal is refused (409) before any ZATCA call,
+    and the device goes on invoicing with its old credentials."""
+    service = invoicing_service
+    device_id = new_model_device(service, emulator)
+    before = service.registry_rows()[device_id]
+    # Reporting fails until the faults are dropped: the invoice stays in the outbox.
+    httpx.post(
+        f"{emulator.base_url}/emulator/faults",
+        json={"kind": "error-500", "count": 10_000, "endpoint": "reporting"},
+        timeout=10,
+    ).raise_for_status()
+    try:
+        with service.client() as client:
+            waiting = client.post(f"/v1/Devices/{device_id}/Invoices", json=model())
+            assert waiting.status_code == 201, waiting.text
+            assert waiting.json()["status"] == "Pending"
+            renewals_before = httpx.get(f"{emulator.base_url}/emulator/requests", timeout=10).json()
+            refused = renew(service, emulator, device_id)
+            renewals_after = httpx.get(f"{emulator.base_url}/emulator/requests", timeout=10).json()
+    finally:
+        httpx.delete(f"{emulator.base_url}/emulator/faults", timeout=10).raise_for_status()
+    assert refused.status_code == 409, refused.text
+    error = refused.json()["errorList"][0]
+    assert error["code"] == "Invoices-Awaiting-Zatca"
+    assert "waiting to be sent to ZATCA" in error["message"]
+    assert not_reporting(renewals_after) == not_reporting(renewals_before), "a request reached ZATCA"
+    after = service.registry_rows()[device_id]
+    for column in ("key_id_hex", "binary_security_token", "secret_ciphertext", "certificate_serial"):
+        assert after[column] == before[column], column
+    assert after["renewal_key_id_hex"] is None
+
+    with service.client() as client:
+        wait_until_delivered(client, device_id)
+        later = client.post(f"/v1/Devices/{device_id}/Invoices", json=model())
+        assert later.status_code == 201, later.text
+        wait_until_delivered(client, device_id)
+        for answer in (waiting.json(), later.json()):
+            stored = client.get(f"/v1/Invoices/{answer['invoiceId']}").json()
+            assert stored["status"] in ("Reported", "ReportedWithWarnings"), stored
+    assert service.registry_rows()[device_id]["key_id_hex"] == before["key_id_hex"]
+    # Nothing waits any more: the renewal goes through.
+    assert renew(service, emulator, device_id).status_code == 200
