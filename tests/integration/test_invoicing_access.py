@@ -25,9 +25,10 @@ from appliance.invoices.render import render_invoice
 from appliance.invoices.stamp import stamp_invoice
 from tests.fixtures.service import RunningService, cli, prepare_service
 from tests.fixtures.softhsm import create_token
-from tests.integration.test_invoicing_api import invoicing_service, model, new_model_device
+from tests.integration.test_invoicing_api import invoicing_service, new_model_device
 from tests.integration.test_invoicing_submit import XmlDevice, submission
 from tests.integration.test_registration_e2e import register
+from tests.support.invoice_models import model
 
 __all__ = ["invoicing_service"]  # the module fixture, shared
 

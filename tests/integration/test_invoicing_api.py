@@ -24,58 +24,9 @@ from appliance.invoices import INITIAL_PIH
 from tests.fixtures.service import RunningService, cli, prepare_service, write_config
 from tests.fixtures.softhsm import create_token
 from tests.integration.test_registration_e2e import register
+from tests.support.invoice_models import ISSUE_DATE, SELLER, SIX_KINDS, model
 
-ISSUE_DATE = "2026-12-06"
-SELLER = {
-    "StreetName": "King Fahd Road",
-    "BuildingNumber": "1234",
-    "CitySubdivisionName": "Al Olaya",
-    "CityName": "Riyadh",
-    "PostalZone": "12345",
-    "CountryCode": "SA",
-    "Identification": {"Scheme": "CRN", "Id": "1010010000"},
-}
-BUYER = {
-    "Name": "Buyer Co",
-    "Vat": "300000000000003",
-    "StreetName": "Prince Sultan Street",
-    "BuildingNumber": "2322",
-    "CitySubdivisionName": "Al Murabba",
-    "CityName": "Riyadh",
-    "PostalZone": "23333",
-    "CountryCode": "SA",
-}
-SIX_KINDS = [(t, k) for t in ("Simplified", "Standard") for k in ("Invoice", "CreditNote", "DebitNote")]
 DELIVERY_DEADLINE_SECONDS = 120.0
-
-
-def model(kind: str = "Invoice", invoice_type: str = "Simplified", **changes: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "InvoiceNumber": f"INV-{uuid.uuid4().hex[:10]}",
-        "Uuid": str(uuid.uuid4()),
-        "Type": invoice_type,
-        "Kind": kind,
-        "IssueDate": ISSUE_DATE,
-        "IssueTime": "14:03:22",
-        "Seller": SELLER,
-        "Lines": [
-            {
-                "Name": "Coffee",
-                "Quantity": "2",
-                "UnitCode": "PCE",
-                "UnitPrice": "10.00",
-                "VatCategory": "S",
-                "VatRate": "15",
-            }
-        ],
-    }
-    if invoice_type == "Standard":
-        body["Buyer"] = BUYER
-    if kind != "Invoice":
-        body["BillingReference"] = "INV-2026-000100"
-        body["Reason"] = "Goods returned"
-    body.update(changes)
-    return body
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,9 @@ from appliance.invoices.render import render_invoice
 from appliance.invoices.stamp import stamp_invoice
 from appliance.zatca.token import decode_binary_security_token
 from tests.fixtures.service import RunningService
-from tests.integration.test_invoicing_api import invoicing_service, model, wait_until_delivered
+from tests.integration.test_invoicing_api import invoicing_service, wait_until_delivered
 from tests.integration.test_registration_e2e import register
+from tests.support.invoice_models import model
 
 __all__ = ["invoicing_service"]  # the module fixture, shared
 

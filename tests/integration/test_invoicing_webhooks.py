@@ -27,8 +27,9 @@ import pytest
 from appliance.config import InvoicingSettings, WebhookSettings
 from tests.fixtures.service import RunningService, free_port, prepare_service, write_config
 from tests.fixtures.softhsm import create_token
-from tests.integration.test_invoicing_api import model, new_model_device
+from tests.integration.test_invoicing_api import new_model_device
 from tests.reliability.support import wait_until
+from tests.support.invoice_models import model
 
 SECRET = b"webhook-test-secret-0123456789abcdef"
 FINAL = {"Reported", "ReportedWithWarnings", "Cleared", "ClearedWithWarnings", "Rejected"}

@@ -22,12 +22,7 @@ from appliance.invoices.stamp import stamp_invoice
 from appliance.zatca import Credentials, ZatcaClient
 from appliance.zatca.invoices import InvoiceResult, InvoiceSubmission
 from tests.fixtures.service import VAT, RunningService
-from tests.integration.test_invoicing_api import (
-    invoicing_service,
-    model,
-    new_model_device,
-    wait_until_delivered,
-)
+from tests.integration.test_invoicing_api import invoicing_service, new_model_device, wait_until_delivered
 from tests.integration.test_onboarding_e2e import KINDS, step_name
 from tests.integration.test_registration_e2e import (
     assert_token_matches_registry,
@@ -35,6 +30,7 @@ from tests.integration.test_registration_e2e import (
     register,
     spki,
 )
+from tests.support.invoice_models import model
 from tests.support.pkcs11_tool import list_private_keys
 
 ORGANIZATION = "Tech Innovations Inc."  # registration_body's organisation

@@ -30,11 +30,11 @@ from appliance.config import InvoicingSettings
 from appliance.invoices import INITIAL_PIH
 from tests.fixtures.emulator import EmulatorProcess
 from tests.fixtures.service import RunningService, cli, write_config
-from tests.integration.test_invoicing_api import SIX_KINDS, model
 from tests.integration.test_registration_e2e import register
 from tests.reliability.fleet import Fleet
 from tests.reliability.support import wait_until
 from tests.reliability.tally import TALLY
+from tests.support.invoice_models import SIX_KINDS, model
 
 CRASHES = 20
 CLIENTS = 8

@@ -17,11 +17,11 @@ from tests.fixtures.service import RunningService
 from tests.integration.test_invoicing_api import (
     chain_of,
     invoicing_service,
-    model,
     new_model_device,
     wait_until_delivered,
 )
 from tests.integration.test_invoicing_submit import XmlDevice, submission
+from tests.support.invoice_models import model
 
 __all__ = ["invoicing_service"]  # the module fixture, shared
 

@@ -23,9 +23,9 @@ from appliance.config import InvoicingSettings
 from tests.fixtures.emulator import EmulatorProcess, start_emulator
 from tests.fixtures.service import RunningService, prepare_service, write_config
 from tests.fixtures.softhsm import create_token
-from tests.integration.test_invoicing_api import model
 from tests.integration.test_registration_e2e import register
 from tests.reliability.support import wait_until
+from tests.support.invoice_models import model
 
 WARNING_SECONDS = 0.5
 WARNING_TEXT = "an invoice has waited for ZATCA longer than the warning threshold"
