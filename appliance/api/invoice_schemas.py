@@ -1,6 +1,6 @@
 """The invoice routes' request bodies as documented in OpenAPI.
 
-Decoding is ours (appliance.invoices.model: names matched without regard to case, every problem
+Decoding is ours (appliance.invoices.model_decode: names matched without regard to case, every problem
 named by its path); these Structs only feed the OpenAPI document, in the published casing.
 Amounts are decimal strings or JSON numbers, documented as strings so no client reads them as
 binary floats.

@@ -8,8 +8,8 @@ from appliance.invoices.model import (
     InvoiceModel,
     SellerIdentity,
     SellerParty,
-    decode_invoice_model,
 )
+from appliance.invoices.model_decode import decode_invoice_model
 from appliance.invoices.namespaces import (
     CAC,
     CBC,

@@ -43,7 +43,8 @@ from appliance.errors import (
 from appliance.hsm import AsyncKeyStore
 from appliance.invoices.decode import JsonObject, parse_json_object
 from appliance.invoices.facts import InvoiceFacts, parse_invoice_facts
-from appliance.invoices.model import InvoiceModel, SellerIdentity, decode_invoice_model
+from appliance.invoices.model import InvoiceModel, SellerIdentity
+from appliance.invoices.model_decode import decode_invoice_model
 from appliance.invoices.namespaces import INITIAL_PIH
 from appliance.invoices.render import render_invoice
 from appliance.invoices.stamp import stamp_invoice

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from appliance.invoices import INITIAL_PIH
-from appliance.invoices.model import decode_invoice_model
+from appliance.invoices.model_decode import decode_invoice_model
 from appliance.invoices.qr import decode_qr, encode_tlv
 from appliance.invoices.render import render_invoice
 from appliance.invoices.stamp import stamp_invoice

@@ -14,7 +14,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from appliance.invoices import INITIAL_PIH
-from appliance.invoices.model import SellerIdentity, decode_invoice_model
+from appliance.invoices.model import SellerIdentity
+from appliance.invoices.model_decode import decode_invoice_model
 from appliance.invoices.render import render_invoice
 from appliance.invoices.stamp import stamp_invoice
 from appliance.zatca.token import decode_binary_security_token

@@ -13,7 +13,8 @@ import pytest
 
 from appliance.errors import ValidationFailed
 from appliance.invoices.amounts import compute_totals, money
-from appliance.invoices.model import RIYADH, InvoiceModel, decode_invoice_model
+from appliance.invoices.model import RIYADH, InvoiceModel
+from appliance.invoices.model_decode import decode_invoice_model
 from appliance.invoices.samples import sample_kinds, sample_model
 
 NOW = datetime(2026, 12, 6, 15, 0, 0, tzinfo=RIYADH)

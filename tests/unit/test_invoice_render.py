@@ -17,7 +17,8 @@ from fatoora import Config, validate_zatca_invoice_from_str
 from lxml import etree
 
 from appliance.errors import ValidationFailed
-from appliance.invoices.model import RIYADH, InvoiceModel, SellerIdentity, decode_invoice_model
+from appliance.invoices.model import RIYADH, InvoiceModel, SellerIdentity
+from appliance.invoices.model_decode import decode_invoice_model
 from appliance.invoices.namespaces import INITIAL_PIH, XPATH_NS
 from appliance.invoices.render import render_invoice
 from appliance.invoices.samples import sample_kinds, sample_model
