@@ -19,6 +19,8 @@ import argparse
 import json
 import tempfile
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,6 +37,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 from fatoora import Signer
 
+from appliance.config import HsmSettings
 from appliance.hsm import KeyPolicy, KeyStore
 from appliance.hsm.provision import ensure_dev_token
 from appliance.invoices import (
@@ -116,23 +119,34 @@ def _software_signer() -> Signer:
     return Signer.from_der(certificate_der, key_der)
 
 
-def measure_invoice_core(count: int, work_dir: Path) -> InvoiceCoreFigures:
-    store = KeyStore.open(ensure_dev_token(work_dir))
+@contextmanager
+def token_signer(hsm: HsmSettings, label: str) -> Iterator[tuple[Callable[[bytes], bytes], bytes]]:
+    """`(sign, certificate_der)` for a fresh sealed key in the token, its handle cache warm (as a
+    running service has); the key is destroyed on exit."""
+    store = KeyStore.open(hsm)
     device_id = uuid.uuid4()
     try:
-        public_key_der = store.generate_device_key(device_id, KeyPolicy.SEALED, f"bench-invoice-{device_id}")
+        public_key_der = store.generate_device_key(device_id, KeyPolicy.SEALED, f"{label}-{device_id}")
         certificate_der = _certificate_for(public_key_der)
 
         def sign(digest: bytes) -> bytes:
             return store.sign_digest(device_id, digest)
 
+        sign(b"\x01" * 32)
+        yield sign, certificate_der
+    finally:
+        store.destroy_device_key(device_id)
+        store.close()
+
+
+def measure_invoice_core(count: int, work_dir: Path) -> InvoiceCoreFigures:
+    with token_signer(ensure_dev_token(work_dir), "bench-invoice") as (sign, certificate_der):
         body = json.dumps(MODEL).encode()
         unsigned = render_invoice(decode_invoice_model(body), SELLER, icv=1, pih=INITIAL_PIH)
         signed = stamp_invoice(unsigned, certificate_der, sign).xml
         digest = b"\x01" * 32
         software = _software_signer()
         unsigned_text = unsigned.decode()
-        sign(digest)  # warm the handle cache, as a running service has
 
         def pipeline(_: int) -> None:
             # As the service runs it: the stamp computes the invoice hash it signs and returns it.
@@ -153,9 +167,6 @@ def measure_invoice_core(count: int, work_dir: Path) -> InvoiceCoreFigures:
             fatoora_sign=Summary.of(time_each(count, lambda _: software.sign_xml(unsigned_text))),
             pipeline=Summary.of(time_each(count, pipeline)),
         )
-    finally:
-        store.destroy_device_key(device_id)
-        store.close()
 
 
 def render_table(figures: InvoiceCoreFigures) -> str:

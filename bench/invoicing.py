@@ -43,7 +43,6 @@ from typing import Any
 import anyio
 import httpx
 
-from appliance.hsm import KeyPolicy, KeyStore
 from appliance.hsm.provision import ensure_dev_token
 from appliance.invoices import INITIAL_PIH, decode_invoice_model, render_invoice, stamp_invoice
 from appliance.storage import SqliteRegistry
@@ -52,7 +51,7 @@ from appliance.storage.invoices_models import NewInvoice
 from appliance.storage.sql import utc_now
 from bench.clients import auth_headers, register_sequentially
 from bench.fleet import create_api_key
-from bench.invoice_core import MODEL, SELLER, _certificate_for
+from bench.invoice_core import MODEL, SELLER, token_signer
 from bench.processes import Emulator, Service
 from bench.scale import populate_fleet
 from bench.stats import Summary
@@ -81,16 +80,8 @@ class Floor:
 
 
 def measure_floor(home: Path, hsm: Any, count: int) -> Floor:
-    store = KeyStore.open(hsm)
-    device_id = uuid.uuid4()
-    try:
-        public_key_der = store.generate_device_key(device_id, KeyPolicy.SEALED, f"bench-floor-{device_id}")
-        certificate_der = _certificate_for(public_key_der)
-
-        def sign(digest: bytes) -> bytes:
-            return store.sign_digest(device_id, digest)
-
-        sign(b"\x01" * 32)  # warm the handle cache, as a running service has
+    device_id = uuid.uuid4()  # the registry rows' device; the token key has its own id
+    with token_signer(hsm, "bench-floor") as (sign, certificate_der):
 
         async def run() -> Floor:
             signing: list[float] = []
@@ -133,9 +124,6 @@ def measure_floor(home: Path, hsm: Any, count: int) -> Floor:
             return Floor(Summary.of(signing), Summary.of(commits), Summary.of(totals))
 
         return anyio.run(run)
-    finally:
-        store.destroy_device_key(device_id)
-        store.close()
 
 
 # The service --------------------------------------------------------------------------------------

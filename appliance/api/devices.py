@@ -6,44 +6,40 @@ import uuid
 from typing import Annotated, Any
 
 from litestar import Controller, Request, delete, get, post
-from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 
 from appliance.api.auth import api_key_scope, require_api_key, require_role
 from appliance.api.json_body import require_json_content_type
-from appliance.api.openapi import RegisterOperation
+from appliance.api.openapi import RegisterOperation, error_responses
 from appliance.api.register_request import decode_register_request
 from appliance.api.schemas import (
     CertificateView,
     DevicePageView,
     DeviceView,
-    ErrorBody,
     RegisterDeviceResponse,
 )
 from appliance.app_state import Resources
 from appliance.domain import INVOICE_TYPE_NAME_BY_CODE, ApiKeyRole, DeviceStatus, Environment
 from appliance.errors import Forbidden, NotFound
+from appliance.services.registration import RegistrationResult
 from appliance.services.retirement import retire_device
 from appliance.storage import ApiKeyScope, DeviceRecord
 
 # SQLite integers are 64-bit, and no registry holds a billion devices.
 MAX_OFFSET = 1_000_000_000
 
-_ERRORS = {
-    code: ResponseSpec(data_container=ErrorBody, description=text)
-    for code, text in (
-        (400, "validation failed, or ZATCA rejected the request (source ZATCA)"),
-        (401, "missing or wrong API key"),
-        (403, "the API key lacks the role, or the VAT is outside its scope"),
-        (404, "no such device (or not one this API key may see)"),
-        (409, "the same device (environment, VAT, EGS serial) is already active or being registered"),
-        (415, "the body is not sent as `application/json`"),
-        (429, "the API key used up its registrations for this hour"),
-        (502, "ZATCA unavailable or answered nonsense"),
-        (503, "the PKCS#11 token is unavailable"),
-        (504, "ZATCA did not answer in time"),
-    )
-}
+_ERRORS = error_responses(
+    (400, "validation failed, or ZATCA rejected the request (source ZATCA)"),
+    (401, "missing or wrong API key"),
+    (403, "the API key lacks the role, or the VAT is outside its scope"),
+    (404, "no such device (or not one this API key may see)"),
+    (409, "the same device (environment, VAT, EGS serial) is already active or being registered"),
+    (415, "the body is not sent as `application/json`"),
+    (429, "the API key used up its registrations for this hour"),
+    (502, "ZATCA unavailable or answered nonsense"),
+    (503, "the PKCS#11 token is unavailable"),
+    (504, "ZATCA did not answer in time"),
+)
 
 
 class DevicesController(Controller):
@@ -68,14 +64,7 @@ class DevicesController(Controller):
         result = await resources.registration.register(
             registration, scope.key_id, registrations_per_hour=scope.registrations_per_hour
         )
-        return RegisterDeviceResponse(
-            deviceId=result.device_id,
-            csid=result.csid,
-            CSR=result.csr_pem,
-            privateKey=result.private_key_pem,
-            secret=result.secret,
-            invoiceType=INVOICE_TYPE_NAME_BY_CODE[result.invoice_type],
-        )
+        return registration_response(result)
 
     @get(
         "/{device_id:str}",
@@ -86,7 +75,7 @@ class DevicesController(Controller):
     async def get_device(
         self, device_id: str, request: Request[Any, Any, Any], resources: Resources
     ) -> DeviceView:
-        return device_view(await _visible_device(device_id, api_key_scope(request), resources))
+        return device_view(await visible_device(device_id, api_key_scope(request), resources))
 
     @delete(
         "/{device_id:str}",
@@ -102,7 +91,7 @@ class DevicesController(Controller):
         self, device_id: str, request: Request[Any, Any, Any], resources: Resources
     ) -> DeviceView:
         scope = api_key_scope(request)
-        record = await _visible_device(device_id, scope, resources)
+        record = await visible_device(device_id, scope, resources)
         if not scope.has_role(ApiKeyRole.ADMIN) and record.created_by != scope.key_id:
             raise Forbidden("only an admin key or the key that registered the device may retire it")
         result = await retire_device(
@@ -141,7 +130,7 @@ class DevicesController(Controller):
         )
 
 
-async def _visible_device(device_id: str, scope: ApiKeyScope, resources: Resources) -> DeviceRecord:
+async def visible_device(device_id: str, scope: ApiKeyScope, resources: Resources) -> DeviceRecord:
     """The device, or NotFound, also when it belongs to a VAT outside the key's scope."""
     try:
         uuid.UUID(device_id)
@@ -151,6 +140,18 @@ async def _visible_device(device_id: str, scope: ApiKeyScope, resources: Resourc
     if not scope.sees_vat(record.vat):
         raise NotFound(f"no device {device_id}")
     return record
+
+
+def registration_response(result: RegistrationResult) -> RegisterDeviceResponse:
+    """The answer of a registration, and of a renewal (same shape)."""
+    return RegisterDeviceResponse(
+        deviceId=result.device_id,
+        csid=result.csid,
+        CSR=result.csr_pem,
+        privateKey=result.private_key_pem,
+        secret=result.secret,
+        invoiceType=INVOICE_TYPE_NAME_BY_CODE[result.invoice_type],
+    )
 
 
 def device_view(record: DeviceRecord) -> DeviceView:

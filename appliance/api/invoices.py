@@ -15,14 +15,12 @@ import msgspec
 from litestar import Controller, MediaType, Request, Response, get, post, put
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
-from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 
-from appliance.api.auth import api_key_scope, require_api_key
+from appliance.api.auth import api_key_scope, require_api_key, require_role
 from appliance.api.invoice_schemas import InvoiceModelDocument, SellerDocument, SubmitDocument
 from appliance.api.json_body import decode_json_object, require_json_content_type
-from appliance.api.openapi import json_body_operation
-from appliance.api.schemas import ErrorBody
+from appliance.api.openapi import error_responses, json_body_operation
 from appliance.app_state import Resources
 from appliance.domain import ApiKeyRole
 from appliance.errors import FieldProblem, Forbidden, ValidationFailed
@@ -32,19 +30,16 @@ from appliance.storage.invoices_models import InvoiceRecord, InvoiceStatus, Stor
 MAX_OFFSET = 1_000_000_000
 XML_MEDIA_TYPE = "application/xml"
 
-_ERRORS = {
-    code: ResponseSpec(data_container=ErrorBody, description=text)
-    for code, text in (
-        (400, "the model or document is invalid (every field or failed check named)"),
-        (401, "missing or wrong API key"),
-        (403, "the API key lacks the `invoice` role"),
-        (404, "no such device or invoice"),
-        (409, "device not active, wrong invoice format for this route, or Uuid reused with another body"),
-        (413, "body over server.max_body_bytes"),
-        (415, "the body is not sent as JSON (Content-Type)"),
-        (503, "the PKCS#11 token or the database is unavailable"),
-    )
-}
+_ERRORS = error_responses(
+    (400, "the model or document is invalid (every field or failed check named)"),
+    (401, "missing or wrong API key"),
+    (403, "the API key lacks the `invoice` role"),
+    (404, "no such device or invoice"),
+    (409, "device not active, wrong invoice format for this route, or Uuid reused with another body"),
+    (413, "body over server.max_body_bytes"),
+    (415, "the body is not sent as JSON (Content-Type)"),
+    (503, "the PKCS#11 token or the database is unavailable"),
+)
 
 
 _MODEL_BODY = json_body_operation(
@@ -54,6 +49,7 @@ _MODEL_BODY = json_body_operation(
 )
 _SUBMIT_BODY = json_body_operation(SubmitDocument, "`SignedXml` is base64 of the signed UBL document.")
 _SELLER_BODY = json_body_operation(SellerDocument, "The seller's address and identification.")
+_MAY_INVOICE = require_role(ApiKeyRole.INVOICE)
 
 
 class ZatcaMessageView(msgspec.Struct):
@@ -96,11 +92,6 @@ class InvoicePageView(msgspec.Struct):
     limit: int
 
 
-async def _may_invoice(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-    if not api_key_scope(connection).has_role(ApiKeyRole.INVOICE):
-        raise Forbidden("this API key does not have the `invoice` role")
-
-
 async def _may_read(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     scope = api_key_scope(connection)
     if not (scope.has_role(ApiKeyRole.INVOICE) or scope.has_role(ApiKeyRole.READ)):
@@ -117,7 +108,7 @@ class InvoicesController(Controller):
         summary="Sign, chain and store a Model invoice; report it (simplified) or clear it (standard)",
         operation_class=_MODEL_BODY,
         responses=_ERRORS,
-        guards=[_may_invoice],
+        guards=[_MAY_INVOICE],
     )
     async def issue(
         self, device_id: str, request: Request[Any, Any, Any], resources: Resources
@@ -131,7 +122,7 @@ class InvoicesController(Controller):
         summary="Verify, chain and store a document an Xml/Pdf device signed; report or clear it",
         operation_class=_SUBMIT_BODY,
         responses=_ERRORS,
-        guards=[_may_invoice],
+        guards=[_MAY_INVOICE],
     )
     async def submit(
         self, device_id: str, request: Request[Any, Any, Any], resources: Resources
@@ -147,7 +138,7 @@ class InvoicesController(Controller):
         summary="Store the seller address and identification used when a model carries no Seller",
         operation_class=_SELLER_BODY,
         responses=_ERRORS,
-        guards=[_may_invoice],
+        guards=[_MAY_INVOICE],
     )
     async def put_seller(self, device_id: str, request: Request[Any, Any, Any], resources: Resources) -> None:
         require_json_content_type(request.headers.get("content-type"))

@@ -1,4 +1,5 @@
-"""OpenAPI for the register body, whose decoding is ours (casing-tolerant), not Litestar's.
+"""OpenAPI for request bodies whose decoding is ours (casing-tolerant), not Litestar's, and for
+error answers.
 
 Litestar documents request bodies from the handler's `data` type; the register handler reads
 raw bytes instead, so its body is described here from a documentation Struct through msgspec's
@@ -13,9 +14,10 @@ from functools import cache
 from typing import Any
 
 import msgspec
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
 
-from appliance.api.schemas import RegisterDeviceDocument
+from appliance.api.schemas import ErrorBody, RegisterDeviceDocument
 
 _SCALAR_KEYS = {
     "title": "title",
@@ -28,6 +30,11 @@ _SCALAR_KEYS = {
     "required": "required",
 }
 _DEFINITIONS_PREFIX = "#/$defs/"
+
+
+def error_responses(*described: tuple[int, str]) -> dict[int, ResponseSpec]:
+    """A controller's documented error answers (status, when it happens), all in the ErrorBody shape."""
+    return {code: ResponseSpec(data_container=ErrorBody, description=text) for code, text in described}
 
 
 def _to_schema(node: dict[str, Any], definitions: dict[str, Any]) -> Schema:

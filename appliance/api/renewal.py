@@ -4,36 +4,33 @@ check the key's scope, call the renewal service, answer in the registration's sh
 from __future__ import annotations
 
 import re
-import uuid
 from typing import Any
 
 import msgspec
 from litestar import Controller, Request, post
-from litestar.openapi.datastructures import ResponseSpec
 
 from appliance.api.auth import api_key_scope, require_api_key, require_role
+from appliance.api.devices import registration_response, visible_device
 from appliance.api.json_body import decode_json_object, require_json_content_type
-from appliance.api.schemas import ErrorBody, RegisterDeviceResponse
+from appliance.api.openapi import error_responses
+from appliance.api.schemas import RegisterDeviceResponse
 from appliance.app_state import Resources
-from appliance.domain import INVOICE_TYPE_NAME_BY_CODE, ApiKeyRole, Environment
-from appliance.errors import FieldProblem, NotFound, ValidationFailed
+from appliance.domain import ApiKeyRole, Environment
+from appliance.errors import FieldProblem, ValidationFailed
 
 _SIX_DIGITS = re.compile(r"[0-9]{6}")
 
-_ERRORS = {
-    code: ResponseSpec(data_container=ErrorBody, description=text)
-    for code, text in (
-        (400, "validation failed, or ZATCA refused the renewal or a compliance document (source ZATCA)"),
-        (401, "missing or wrong API key"),
-        (403, "the API key lacks the `register` role"),
-        (404, "no such device (or not one this API key may see)"),
-        (409, "the device is not active with a production CSID, or is being renewed already"),
-        (415, "the body is not sent as `application/json`"),
-        (502, "ZATCA unavailable or answered nonsense"),
-        (503, "the PKCS#11 token is unavailable"),
-        (504, "ZATCA did not answer in time"),
-    )
-}
+_ERRORS = error_responses(
+    (400, "validation failed, or ZATCA refused the renewal or a compliance document (source ZATCA)"),
+    (401, "missing or wrong API key"),
+    (403, "the API key lacks the `register` role"),
+    (404, "no such device (or not one this API key may see)"),
+    (409, "the device is not active with a production CSID, or is being renewed already"),
+    (415, "the body is not sent as `application/json`"),
+    (502, "ZATCA unavailable or answered nonsense"),
+    (503, "the PKCS#11 token is unavailable"),
+    (504, "ZATCA did not answer in time"),
+)
 
 
 class RenewDeviceDocument(msgspec.Struct):
@@ -67,27 +64,14 @@ class RenewalController(Controller):
     ) -> RegisterDeviceResponse:
         require_json_content_type(request.headers.get("content-type"))
         otp = _otp(decode_json_object(await request.body()))
-        try:
-            uuid.UUID(device_id)
-        except ValueError as exc:
-            raise NotFound(f"no device {device_id!r}: device ids are UUIDs") from exc
         scope = api_key_scope(request)
-        record = await resources.registry.get(device_id)
-        if not scope.sees_vat(record.vat):
-            raise NotFound(f"no device {device_id}")
+        record = await visible_device(device_id, scope, resources)
         if record.environment is not Environment.DEVELOPMENT and not _SIX_DIGITS.fullmatch(otp):
             raise ValidationFailed(
                 [FieldProblem("OTP", f"must be the 6-digit renewal OTP from the {record.environment} portal")]
             )
         result = await resources.renewal.renew(device_id, otp, scope.key_id)
-        return RegisterDeviceResponse(
-            deviceId=result.device_id,
-            csid=result.csid,
-            CSR=result.csr_pem,
-            privateKey=result.private_key_pem,
-            secret=result.secret,
-            invoiceType=INVOICE_TYPE_NAME_BY_CODE[result.invoice_type],
-        )
+        return registration_response(result)
 
 
 def _otp(document: dict[str, Any]) -> str:

@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import anyio
 
-from appliance.cli.common import add_config_option, config_from_args
+from appliance.cli.common import add_config_option, config_from_args, with_registry
 from appliance.invoices.hashing import invoice_hash
 from appliance.invoices.namespaces import INITIAL_PIH
 from appliance.invoices.verify import verify_invoice
-from appliance.storage import SqliteRegistry
 from appliance.storage.invoices import InvoiceStore
 from appliance.storage.invoices_models import InvoicePage, InvoiceRecord, InvoiceStatus
 from appliance.storage.sql import utc_now
+
+T = TypeVar("T")
 
 EXIT_BROKEN = 1
 _BATCH = 500
@@ -50,14 +52,10 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     show.set_defaults(handler=_show)
 
 
-def _with_store(args: argparse.Namespace, use: Any) -> Any:
-    config = config_from_args(args)
-
-    async def run() -> Any:
-        async with await SqliteRegistry.open(config.storage.registry_path) as registry:
-            return await use(InvoiceStore(registry.database, utc_now))
-
-    return anyio.run(run)
+def _with_store(args: argparse.Namespace, use: Callable[[InvoiceStore], Awaitable[T]]) -> T:
+    return with_registry(
+        config_from_args(args), lambda registry: use(InvoiceStore(registry.database, utc_now))
+    )
 
 
 def chain_break(previous: InvoiceRecord | None, record: InvoiceRecord) -> str | None:

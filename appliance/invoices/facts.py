@@ -67,7 +67,12 @@ class InvoiceFacts(msgspec.Struct, frozen=True, kw_only=True):
 
 def text_at(root: etree._Element, key: str) -> str | None:
     """The text of the first node at PATHS[key] below `root`, verbatim; None when absent."""
-    found = _COMPILED[key](root)
+    return first_text(_COMPILED[key], root)
+
+
+def first_text(path: etree.XPath, root: etree._Element) -> str | None:
+    """The text of the first node `path` selects below `root`, verbatim; None when absent."""
+    found = path(root)
     if not isinstance(found, list) or not found:
         return None
     node = found[0]

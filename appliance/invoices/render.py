@@ -96,30 +96,25 @@ def render_invoice(model: InvoiceModel, seller: SellerIdentity, *, icv: int, pih
     return _XML_DECLARATION + etree.tostring(root, encoding="unicode", pretty_print=True).encode("utf-8")
 
 
-def _postal_address(
-    party: etree._Element,
-    *,
-    street: str | None,
-    building: str | None,
-    district: str | None,
-    city: str | None,
-    postal: str | None,
-    country: str | None,
-) -> None:
-    address = _cac(party, "PostalAddress")
+def _address_parts(details: SellerParty | BuyerParty) -> tuple[tuple[str, str | None], ...]:
     # XSD order: StreetName, AdditionalStreetName, BuildingNumber, PlotIdentification,
     # CitySubdivisionName, CityName, PostalZone, CountrySubentity, Country.
-    for local, value in (
-        ("StreetName", street),
-        ("BuildingNumber", building),
-        ("CitySubdivisionName", district),
-        ("CityName", city),
-        ("PostalZone", postal),
-    ):
+    return (
+        ("StreetName", details.street_name),
+        ("BuildingNumber", details.building_number),
+        ("CitySubdivisionName", details.city_subdivision_name),
+        ("CityName", details.city_name),
+        ("PostalZone", details.postal_zone),
+    )
+
+
+def _postal_address(party: etree._Element, details: SellerParty | BuyerParty) -> None:
+    address = _cac(party, "PostalAddress")
+    for local, value in _address_parts(details):
         if value is not None:
             _cbc(address, local, value)
-    if country is not None:
-        _cbc(_cac(address, "Country"), "IdentificationCode", country)
+    if details.country_code is not None:
+        _cbc(_cac(address, "Country"), "IdentificationCode", details.country_code)
 
 
 def _party_tax_scheme(party: etree._Element, vat: str) -> None:
@@ -131,15 +126,7 @@ def _party_tax_scheme(party: etree._Element, vat: str) -> None:
 def _seller_party(party: etree._Element, details: SellerParty, identity: SellerIdentity) -> None:
     identification = _cac(party, "PartyIdentification")
     _cbc(identification, "ID", details.identification.id, schemeID=details.identification.scheme)
-    _postal_address(
-        party,
-        street=details.street_name,
-        building=details.building_number,
-        district=details.city_subdivision_name,
-        city=details.city_name,
-        postal=details.postal_zone,
-        country=details.country_code,
-    )
+    _postal_address(party, details)
     _party_tax_scheme(party, identity.vat)
     _cbc(_cac(party, "PartyLegalEntity"), "RegistrationName", identity.name)
 
@@ -148,24 +135,8 @@ def _buyer_party(party: etree._Element, buyer: BuyerParty) -> None:
     if buyer.identification is not None:
         identification = _cac(party, "PartyIdentification")
         _cbc(identification, "ID", buyer.identification.id, schemeID=buyer.identification.scheme)
-    address = (
-        buyer.street_name,
-        buyer.building_number,
-        buyer.city_subdivision_name,
-        buyer.city_name,
-        buyer.postal_zone,
-        buyer.country_code,
-    )
-    if any(value is not None for value in address):
-        _postal_address(
-            party,
-            street=buyer.street_name,
-            building=buyer.building_number,
-            district=buyer.city_subdivision_name,
-            city=buyer.city_name,
-            postal=buyer.postal_zone,
-            country=buyer.country_code,
-        )
+    if buyer.country_code is not None or any(value is not None for _, value in _address_parts(buyer)):
+        _postal_address(party, buyer)
     if buyer.vat is not None:
         _party_tax_scheme(party, buyer.vat)
     if buyer.name is not None:

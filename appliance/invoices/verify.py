@@ -29,7 +29,7 @@ from appliance.invoices.certificate import (
     serial_number,
 )
 from appliance.invoices.checks import NOT_CHECKED, Check, VerificationReport
-from appliance.invoices.facts import InvoiceFacts, facts_of
+from appliance.invoices.facts import InvoiceFacts, facts_of, first_text
 from appliance.invoices.hashing import parse_invoice
 from appliance.invoices.namespaces import XPATH_NS
 from appliance.invoices.qr_check import check_qr
@@ -107,10 +107,7 @@ def _embedded_certificate(facts: InvoiceFacts) -> tuple[x509.Certificate | None,
 
 
 def _first_text(root: etree._Element, key: str) -> str | None:
-    found = _FIND[key](root)
-    if isinstance(found, list) and found and isinstance(found[0], etree._Element):
-        return found[0].text or ""
-    return None
+    return first_text(_FIND[key], root)
 
 
 def _compare(name: str, what: str, stated: str | None, expected: str, source: str = "recomputed") -> Check:

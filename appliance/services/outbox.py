@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import heapq
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ from appliance.domain import DeviceStatus
 from appliance.errors import ApplianceError, StorageError, ZatcaError, ZatcaMessage, ZatcaRejected
 from appliance.hsm import AsyncKeyStore
 from appliance.metrics import Metrics
+from appliance.services.backoff import retry_delay
 from appliance.storage.invoices import InvoiceStore
 from appliance.storage.invoices_models import DeliveryResult, InvoiceRecord, InvoiceStatus, StoredMessage
 from appliance.storage.models import DeviceRecord
@@ -326,10 +326,7 @@ class Outbox:
 
     async def _retry(self, lane: _Lane, record: InvoiceRecord, endpoint: str, error: str) -> None:
         attempts = record.attempts
-        delay = min(
-            self._settings.retry_max_seconds, self._settings.retry_base_seconds * 2 ** min(attempts, 20)
-        )
-        delay *= random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not a secret
+        delay = retry_delay(attempts, self._settings.retry_base_seconds, self._settings.retry_max_seconds)
         next_attempt_at = datetime.now(UTC) + timedelta(seconds=delay)
         await self._store.record_retry(record.seq, error, next_attempt_at)
         # Until then this device's later invoices wait too (chain order): nobody waits for them.

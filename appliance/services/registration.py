@@ -168,7 +168,9 @@ class RegistrationService:
             async def compliance_csid() -> CsidResponse:
                 with clock.step("compliance-csid"), clock.zatca():
                     return await self._zatca.request_compliance_csid(
-                        request.environment, csr_pem, self._otp_for(request)
+                        request.environment,
+                        csr_pem,
+                        zatca_otp(self._config, request.environment, request.otp),
                     )
 
             async def prepare() -> list[PreparedDocument]:
@@ -308,12 +310,6 @@ class RegistrationService:
     def _counted(self, note: AuditNote) -> None:
         self._metrics.audit_records.labels(event=str(note.event)).inc()
 
-    def _otp_for(self, request: RegistrationRequest) -> str:
-        # The developer portal has no real OTPs; any OTP the POS sent stands for its sandbox one.
-        if request.environment is Environment.DEVELOPMENT:
-            return self._config.zatca.sandbox_otp
-        return request.otp
-
     def _pending_record(
         self, request: RegistrationRequest, device_id: uuid.UUID, actor: str | None
     ) -> DeviceRecord:
@@ -365,6 +361,12 @@ class RegistrationService:
         self._metrics.audit_records.labels(event=str(event)).inc()
 
 
+def zatca_otp(config: AppConfig, environment: Environment, otp: str) -> str:
+    """The OTP to send: the developer portal has no real OTPs, so any OTP the POS sent stands for
+    its sandbox one."""
+    return config.zatca.sandbox_otp if environment is Environment.DEVELOPMENT else otp
+
+
 def _seller(request: RegistrationRequest) -> SellerIdentity:
     return SellerIdentity(vat=request.vat, name=request.organization_name)
 
@@ -402,7 +404,7 @@ async def build_csr(
 def certificate_for_key(csid: CsidResponse, public_key_der: bytes, endpoint: str) -> x509.Certificate:
     """ZATCA's certificate, refused unless it certifies the key we sent."""
     certificate = x509.load_der_x509_certificate(csid.certificate_der)
-    issued_for = certificate.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    issued_for = _certified_key(certificate)
     if issued_for != public_key_der:
         raise CertificateMismatch(
             endpoint,
@@ -420,11 +422,15 @@ def production_certificate(
     (zatca-protocol.md 4.5), so there a certificate for another key is kept, with a warning."""
     if environment is Environment.DEVELOPMENT:
         certificate = x509.load_der_x509_certificate(csid.certificate_der)
-        issued_for = certificate.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
-        if issued_for != public_key_der:
+        if _certified_key(certificate) != public_key_der:
             log.warning("the developer portal's production certificate is not for the device key (shared)")
         return certificate
     return certificate_for_key(csid, public_key_der, PRODUCTION_CSID.name)
+
+
+def _certified_key(certificate: x509.Certificate) -> bytes:
+    """The certified public key as DER SubjectPublicKeyInfo (the form the token hands out)."""
+    return certificate.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
 
 
 def activation_data(

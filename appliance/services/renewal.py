@@ -38,7 +38,7 @@ import anyio
 from cryptography import x509
 
 from appliance.config import AppConfig
-from appliance.domain import DeviceStatus, Environment
+from appliance.domain import DeviceStatus
 from appliance.errors import ApplianceError, Conflict, DeviceStateConflict, HsmError
 from appliance.hsm import AsyncKeyStore, KeyPolicy
 from appliance.invoices.model import SellerIdentity
@@ -54,6 +54,7 @@ from appliance.services.registration import (
     failure_code,
     production_certificate,
     refresh_expiry_gauge,
+    zatca_otp,
 )
 from appliance.storage import (
     AuditedDeviceRegistry,
@@ -247,7 +248,7 @@ class RenewalService:
             await self._audit(record, actor, AuditEvent.KEY_EXPORTED, "ok", "renewal key, sent once")
         with clock.step("renewal-csid"):
             renewed = await self._zatca.renew_production_csid(
-                record.environment, current, csr_pem, self._otp_for(record.environment, otp)
+                record.environment, current, csr_pem, zatca_otp(self._config, record.environment, otp)
             )
         compliance_data = None
         if renewed.issued:
@@ -378,10 +379,6 @@ class RenewalService:
                 "old key destroyed but its audit record not written",
                 extra={"device_id": record.device_id, "error": str(exc)},
             )
-
-    def _otp_for(self, environment: Environment, otp: str) -> str:
-        # As in registration: the developer portal has no real OTPs.
-        return self._config.zatca.sandbox_otp if environment is Environment.DEVELOPMENT else otp
 
     async def _audit(
         self, record: DeviceRecord, actor: str | None, event: AuditEvent, outcome: str, detail: str

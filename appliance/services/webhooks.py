@@ -12,12 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from datetime import UTC, datetime, timedelta
 
 from appliance.config import WebhookSettings
 from appliance.errors import ApplianceError
 from appliance.metrics import Metrics
+from appliance.services.backoff import retry_delay
 from appliance.storage.webhooks import WebhookStore
 from appliance.storage.webhooks_models import WebhookEvent
 from appliance.webhook import WebhookClient, WebhookFailed
@@ -73,11 +73,9 @@ class WebhookDispatcher:
         try:
             await self._client.post(event.event_id, event.payload)
         except WebhookFailed as exc:
-            delay = min(
-                self._settings.retry_max_seconds,
-                self._settings.retry_base_seconds * 2 ** min(event.attempts, 20),
+            delay = retry_delay(
+                event.attempts, self._settings.retry_base_seconds, self._settings.retry_max_seconds
             )
-            delay *= random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not a secret
             await self._store.retry(event.seq, str(exc), datetime.now(UTC) + timedelta(seconds=delay))
             self._metrics.webhook_posts.labels(outcome="retry").inc()
             log.info(

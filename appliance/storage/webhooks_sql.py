@@ -19,6 +19,7 @@ from appliance.storage.webhooks_models import WebhookEvent, WebhookPayload
 
 def enqueue(connection: sqlite3.Connection, record: InvoiceRecord, previous: str, now: datetime) -> None:
     event_id = str(uuid.uuid4())
+    stamp = timestamp_text(now)
     payload = WebhookPayload(
         event="invoice.status",
         eventId=event_id,
@@ -31,9 +32,8 @@ def enqueue(connection: sqlite3.Connection, record: InvoiceRecord, previous: str
         previousStatus=previous,
         status=record.status.value,
         httpStatus=record.http_status,
-        occurredAt=timestamp_text(now),
+        occurredAt=stamp,
     )
-    stamp = timestamp_text(now)
     connection.execute(
         "INSERT INTO webhook_outbox (event_id, invoice_id, payload, enqueued_at, next_attempt_at, attempts)"
         " VALUES (?, ?, ?, ?, ?, 0)",

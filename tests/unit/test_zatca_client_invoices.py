@@ -52,6 +52,11 @@ def client(recorder: httpx.AsyncBaseTransport) -> ZatcaClient:
     return ZatcaClient(ZatcaSettings(), transport=recorder)
 
 
+def zatca_message(kind: str, code: str, category: str, message: str) -> dict[str, str]:
+    """One of ZATCA's validation messages whose status is its type (WARNING, ERROR)."""
+    return {"type": kind, "code": code, "category": category, "message": message, "status": kind}
+
+
 def verdict(status: str, **extra: object) -> dict[str, object]:
     return {
         "validationResults": {
@@ -125,13 +130,7 @@ async def test_200_pass_is_an_accepted_result_with_zatca_messages() -> None:
 
 @pytest.mark.anyio
 async def test_202_warnings_are_accepted_and_kept() -> None:
-    warning = {
-        "type": "WARNING",
-        "code": "BR-KSA-98",
-        "category": "KSA",
-        "message": "submit within 24 hours",
-        "status": "WARNING",
-    }
+    warning = zatca_message("WARNING", "BR-KSA-98", "KSA", "submit within 24 hours")
     recorder = Recorder(202, verdict("WARNING", warnings=[warning], reportingStatus="REPORTED"))
     async with client(recorder) as zatca:
         result = await zatca.report_invoice(Environment.PRODUCTION, CREDENTIALS, SUBMISSION)
@@ -143,13 +142,12 @@ async def test_202_warnings_are_accepted_and_kept() -> None:
 
 @pytest.mark.anyio
 async def test_400_with_validation_results_is_a_rejection_result_not_an_exception() -> None:
-    error = {
-        "type": "ERROR",
-        "code": "invalid-invoice-hash",
-        "category": "INVOICE_HASHING_ERRORS",
-        "message": "The invoice hash API body does not match the (calculated) Hash of the XML",
-        "status": "ERROR",
-    }
+    error = zatca_message(
+        "ERROR",
+        "invalid-invoice-hash",
+        "INVOICE_HASHING_ERRORS",
+        "The invoice hash API body does not match the (calculated) Hash of the XML",
+    )
     recorder = Recorder(400, verdict("ERROR", errors=[error], clearanceStatus="NOT_CLEARED"))
     async with client(recorder) as zatca:
         result = await zatca.clear_invoice(Environment.PRODUCTION, CREDENTIALS, SUBMISSION)
