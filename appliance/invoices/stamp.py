@@ -19,8 +19,9 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 import msgspec
+from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from lxml import etree
@@ -66,20 +67,47 @@ class SignedInvoice(msgspec.Struct, frozen=True):
     signature_value: str
 
 
+class Presigned(msgspec.Struct, frozen=True):
+    """A document's signature made before its certificate was known (`presign`).
+
+    The token's signature covers the invoice hash only and the hash leaves out the stamp, so a
+    document can be hashed and signed while ZATCA is still issuing the certificate; the stamp
+    follows once it has (onboarding's compliance documents).
+    """
+
+    raw_hash: bytes  # the document's invoice hash (32 bytes)
+    signature: bytes  # DER ECDSA over SHA-256 of raw_hash
+    public_key_der: bytes  # SubjectPublicKeyInfo the signature was verified against
+
+
+def presign(unsigned_xml: bytes, public_key_der: bytes, sign: Callable[[bytes], bytes]) -> Presigned:
+    """Hash and sign a document now, and verify the signature with the signer's public key."""
+    raw_hash = invoice_hash_bytes(parse_invoice(unsigned_xml))
+    signature = sign(hashlib.sha256(raw_hash).digest())
+    _check_signature(signature, raw_hash, serialization.load_der_public_key(public_key_der))
+    return Presigned(raw_hash=raw_hash, signature=signature, public_key_der=public_key_der)
+
+
 def stamp_invoice(
     unsigned_xml: bytes,
     certificate_der: CertificateInput,
-    sign: Callable[[bytes], bytes],
+    sign: Callable[[bytes], bytes] | Presigned,
     *,
     signing_time: datetime | None = None,
 ) -> SignedInvoice:
-    """Sign and stamp a document. `sign(digest32)` returns a DER ECDSA signature over that digest."""
+    """Sign and stamp a document. `sign(digest32)` returns a DER ECDSA signature over that digest;
+    a `Presigned` (from `presign` on these very bytes) is used as it is, once the certificate is
+    known to certify the key it was verified with."""
     root = parse_invoice(unsigned_xml)
     certificate = load_certificate(certificate_der)
-    raw_hash = invoice_hash_bytes(root)
+    if isinstance(sign, Presigned):
+        raw_hash, signature = sign.raw_hash, sign.signature
+        _check_certified_key(certificate, sign.public_key_der)
+    else:
+        raw_hash = invoice_hash_bytes(root)
+        signature = sign(hashlib.sha256(raw_hash).digest())
+        _check_signature(signature, raw_hash, certificate.public_key())
     invoice_hash = base64.b64encode(raw_hash).decode("ascii")
-    signature = sign(hashlib.sha256(raw_hash).digest())
-    _check_signature(signature, raw_hash, certificate.public_key())
     signature_value = base64.b64encode(signature).decode("ascii")
 
     cert_text = certificate_text(certificate)
@@ -132,6 +160,17 @@ def _check_signature(signature: bytes, raw_hash: bytes, public_key: object) -> N
             "the signature does not verify with the certificate's public key: "
             "the key and the certificate do not belong together"
         ) from exc
+
+
+def _check_certified_key(certificate: x509.Certificate, public_key_der: bytes) -> None:
+    certified = certificate.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    if certified != public_key_der:
+        raise SignerCertificateMismatch(
+            "the certificate does not certify the key the document was signed with: "
+            "the key and the certificate do not belong together"
+        )
 
 
 def _signing_time_text(value: datetime | None) -> str:

@@ -22,7 +22,6 @@ import logging
 import time
 import uuid as uuid_module
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 import anyio
@@ -33,6 +32,7 @@ from cryptography import x509
 from appliance.config import AppConfig
 from appliance.domain import DeviceStatus, InvoiceFormat
 from appliance.errors import (
+    ApplianceError,
     Conflict,
     FieldProblem,
     InvoiceDocumentError,
@@ -41,9 +41,8 @@ from appliance.errors import (
     ValidationFailed,
 )
 from appliance.hsm import AsyncKeyStore
-from appliance.invoices.decode import JsonObject, parse_json_object
 from appliance.invoices.facts import InvoiceFacts, parse_invoice_facts
-from appliance.invoices.model import InvoiceModel, SellerIdentity
+from appliance.invoices.model import SellerIdentity
 from appliance.invoices.model_decode import decode_invoice_model
 from appliance.invoices.namespaces import INITIAL_PIH
 from appliance.invoices.render import render_invoice
@@ -51,6 +50,7 @@ from appliance.invoices.stamp import stamp_invoice
 from appliance.invoices.verify import VerificationReport, verify_invoice
 from appliance.metrics import Metrics
 from appliance.services.device_locks import DeviceLocks
+from appliance.services.invoice_bodies import decoded_model
 from appliance.services.outbox import Outbox
 from appliance.storage.invoices import InvoiceStore
 from appliance.storage.invoices_models import (
@@ -131,16 +131,25 @@ class InvoicingService:
         self._heads: dict[str, ChainHead] = {}
         self._certificates: dict[str, tuple[str, x509.Certificate]] = {}
         self._sellers: dict[str, bytes | None] = {}
+        # Devices last seen here as active Model devices: their requests skip the early look-up
+        # (the device is read again under its lock anyway); bounded by the fleet.
+        self._model_devices: set[str] = set()
 
     # Model devices
 
     async def issue(self, device_id: str, body: bytes, vats: frozenset[str] | None = None) -> IssuedInvoice:
         """Sign, chain, store and (for standard documents) clear one Model invoice."""
         started = time.perf_counter()
-        await self._active_device(device_id, vats, model=True)  # refuse early, before decoding
+        if device_id not in self._model_devices:
+            await self._active_device(device_id, vats, model=True)  # refuse early, before decoding
         stored_seller = await self._stored_seller(device_id)
-        # One worker call parses the body once, for the model and for its digest.
-        model, body_digest = await anyio.to_thread.run_sync(_decode_model, body, stored_seller)
+        try:
+            model, body_digest = await decoded_model(body, stored_seller)
+        except ValidationFailed:
+            # What is wrong with the device (unknown, out of the key's scope, inactive, another
+            # format) is answered before what is wrong with the body, as for an unknown device.
+            await self._active_device(device_id, vats, model=True)
+            raise
         # A retried Uuid is found by `append` (the stored invoice, or InvoiceConflict) in the same
         # transaction, so new invoices (nearly all) pay no look-up of their own; a retry only
         # costs a signature that is thrown away.
@@ -150,7 +159,12 @@ class InvoicingService:
             async with self._locks(device_id):
                 # Read again under the lock: renewal or retirement may have changed the key and
                 # certificate while this request waited for it.
-                device = await self._active_device(device_id, vats, model=True)
+                try:
+                    device = await self._active_device(device_id, vats, model=True)
+                except ApplianceError:
+                    self._model_devices.discard(device_id)
+                    raise
+                self._model_devices.add(device_id)
                 certificate = self._certificate(device)
                 seller = SellerIdentity(vat=device.vat, name=device.organization_name)
                 sign = self._keys.signer_in_worker(uuid_module.UUID(hex=device.key_id_hex))
@@ -434,23 +448,6 @@ class InvoicingService:
         return certificate
 
 
-def _decode_model(body: bytes, stored_seller: bytes | None) -> tuple[InvoiceModel, str]:
-    """The model (with the stored Seller when the body carries none) and the body's digest, from
-    one parse of the body; blocking (a worker thread)."""
-    document = parse_json_object(body)
-    digest = canonical_digest(document)
-    if stored_seller is not None and all(name.lower() != "seller" for name, _ in document):
-        document = JsonObject([("Seller", parse_json_object(stored_seller)), *document])
-    return decode_invoice_model(document), digest
-
-
-# Canonical JSON (sorted names) so a retry that only reorders or re-spaces is the same body.
-def canonical_digest(document: JsonObject) -> str:
-    """SHA-256 of the parsed body as canonical JSON (names sorted, numbers as written): a retry that
-    only reorders names or changes spacing is the same request."""
-    return hashlib.sha256(msgspec.json.encode(_canonical(document))).hexdigest()
-
-
 def _verify_document(
     xml: bytes, certificate: x509.Certificate
 ) -> tuple[VerificationReport, InvoiceFacts | InvoiceDocumentError]:
@@ -469,13 +466,3 @@ def _same_uuid(stated: str | None, sent: str) -> bool:
         return stated is not None and uuid_module.UUID(stated.strip()) == uuid_module.UUID(sent)
     except ValueError:
         return False
-
-
-def _canonical(value: object) -> object:
-    if isinstance(value, JsonObject):
-        return {name: _canonical(item) for name, item in sorted(value)}
-    if isinstance(value, list):
-        return [_canonical(item) for item in value]
-    if isinstance(value, Decimal):
-        return str(value)
-    return value

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import functools
-import hashlib
 import logging
 import time
 import uuid
@@ -30,11 +29,11 @@ import anyio.to_thread
 from appliance.domain import Environment
 from appliance.errors import ZatcaMessage, ZatcaRejected
 from appliance.hsm import AsyncKeyStore
-from appliance.invoices import INITIAL_PIH, invoice_hash
+from appliance.invoices import INITIAL_PIH
 from appliance.invoices.model import InvoiceKind, InvoiceType, SellerIdentity
 from appliance.invoices.render import render_invoice
 from appliance.invoices.samples import sample_model
-from appliance.invoices.stamp import stamp_invoice
+from appliance.invoices.stamp import Presigned, presign, stamp_invoice
 from appliance.metrics import Metrics
 from appliance.storage import AuditedDeviceRegistry, AuditEvent, AuditNote, ComplianceCheckRecord
 from appliance.zatca import Credentials, ZatcaClient
@@ -144,24 +143,27 @@ class ComplianceRun:
 
 @dataclass(frozen=True, slots=True)
 class PreparedDocument:
-    """A compliance document rendered and signed before its certificate is known.
-
-    The token's signature covers the invoice hash only (zatca-invoice-signing.md), and the hash
-    leaves out the stamp, so documents can be rendered, chained and signed while ZATCA issues
-    the compliance CSID; the stamp (certificate, signed properties, QR) follows once it has.
-    """
+    """A compliance document rendered and signed before its certificate is known (see `Presigned`)."""
 
     kind: ComplianceKind
     uuid: str
     unsigned_xml: bytes
-    digest: bytes  # what the token signed: SHA-256 of the invoice hash
-    signature: bytes
+    presigned: Presigned
 
 
 async def prepare_compliance_documents(
-    keys: AsyncKeyStore, key_id: uuid.UUID, seller: SellerIdentity, invoice_type: str, *, count: int
+    keys: AsyncKeyStore,
+    key_id: uuid.UUID,
+    public_key_der: bytes,
+    seller: SellerIdentity,
+    invoice_type: str,
+    *,
+    count: int,
 ) -> list[PreparedDocument]:
-    """Render, chain and sign the first `count` documents of the run, in one thread hop."""
+    """Render, chain and sign the first `count` documents of the run, in one thread hop.
+
+    Each signature is verified here with the key's public key, so the stamp, which waits for the
+    certificate, only compares that key with the certified one."""
     sign = keys.signer_in_worker(key_id)
 
     def prepare() -> list[PreparedDocument]:
@@ -170,9 +172,9 @@ async def prepare_compliance_documents(
         for icv, kind in enumerate(compliance_kinds(invoice_type)[:count], start=1):
             model = sample_model(kind.kind, kind.type, seller_vat=seller.vat)
             unsigned = render_invoice(model, seller, icv=icv, pih=pih)
-            pih = invoice_hash(unsigned)
-            digest = hashlib.sha256(base64.b64decode(pih)).digest()
-            prepared.append(PreparedDocument(kind, model.uuid, unsigned, digest, sign(digest)))
+            presigned = presign(unsigned, public_key_der, sign)
+            prepared.append(PreparedDocument(kind, model.uuid, unsigned, presigned))
+            pih = base64.b64encode(presigned.raw_hash).decode("ascii")
         return prepared
 
     return await anyio.to_thread.run_sync(prepare, limiter=keys.limiter)
@@ -188,6 +190,7 @@ async def run_compliance_checks(
     clock: StepClock | None = None,
     audit_actor: str | None = None,
     alongside_first: Callable[[], Awaitable[object]] | None = None,
+    alongside_verdicts: Callable[[], Awaitable[object]] | None = None,
     prepared: Sequence[PreparedDocument] = (),
 ) -> list[ComplianceCheckRecord]:
     """Sign and submit one document per kind; raise ComplianceDocumentRefused at the first refusal.
@@ -195,14 +198,20 @@ async def run_compliance_checks(
     Pipelined: while document n is with ZATCA, document n+1 is rendered and signed (its PIH is
     document n's hash, known before n is sent). Documents still go out one at a time and in
     order, so the first refusal ends the run before another document is sent; at most one
-    document is signed and never sent. `alongside_first` (e.g. storing the compliance CSID)
-    runs while the first document is built and must finish before it is sent. `prepared`
-    documents (`prepare_compliance_documents`: the run's first kinds) are only stamped.
+    document is signed and never sent. `prepared` documents (`prepare_compliance_documents`:
+    the run's first kinds) are only stamped.
 
     The verdicts are stored in one write at the end, whatever the outcome (with `then_compliant`,
     a full pass also moves the device from compliance to compliant in that write, and with
     `audit_actor` the `compliance.checked` record is appended in it too).
     ZatcaUnavailable/ZatcaTimeout and token errors pass through: the caller abandons either way.
+
+    Two steps of the caller run alongside, each started first and ended before the run goes on:
+    `alongside_first` (storing the compliance CSID) while the first document is stamped and with
+    ZATCA, ended before its verdict counts; `alongside_verdicts` (the production CSID request)
+    with the verdicts' write after a full pass. A write takes about a millisecond, a ZATCA call
+    far longer, so the registry is all but always a step ahead of ZATCA; a crash in between is
+    an interrupted registration either way (reconciliation destroys the key, the row fails).
     """
     kinds = compliance_kinds(run.invoice_type)
     if tuple(document.kind for document in prepared) != kinds[: len(prepared)]:
@@ -214,15 +223,13 @@ async def run_compliance_checks(
         first = functools.partial(
             _signed_document, run, keys, kinds[0], 1, INITIAL_PIH, prepared=ready.get(kinds[0])
         )
-        if alongside_first is None:
-            built: InvoiceSubmission | Exception = await first()
-        else:
-            built, _ = await together(first, alongside_first)
+        built: InvoiceSubmission | Exception = await first()
         for icv, kind in enumerate(kinds, start=1):
             if isinstance(built, Exception):
                 raise built
             submission = built
-            send = functools.partial(_submit, zatca, run, submission, clock)
+            alongside = alongside_first if icv == 1 else None
+            send = functools.partial(_submit, zatca, run, submission, clock, alongside)
             if icv < len(kinds):
                 following = functools.partial(
                     _try_signed_document,
@@ -262,17 +269,34 @@ async def run_compliance_checks(
             if passed and audit_actor is not None:
                 detail = f"passed={','.join(check.kind for check in checks)}"
                 audit = (AuditNote(audit_actor, AuditEvent.COMPLIANCE_CHECKED, "ok", run.device_id, detail),)
-            await registry.record_compliance_checks(
-                checks, then_compliant=run.device_id if passed and then_compliant else None, audit=audit
+            record = functools.partial(
+                registry.record_compliance_checks,
+                checks,
+                then_compliant=run.device_id if passed and then_compliant else None,
+                audit=audit,
             )
+            if passed and alongside_verdicts is not None:
+                await together(record, alongside_verdicts)
+            else:
+                await record()
     return checks
 
 
 async def _submit(
-    zatca: ZatcaClient, run: ComplianceRun, submission: InvoiceSubmission, clock: StepClock | None
+    zatca: ZatcaClient,
+    run: ComplianceRun,
+    submission: InvoiceSubmission,
+    clock: StepClock | None,
+    alongside: Callable[[], Awaitable[object]] | None = None,
 ) -> InvoiceResult:
-    with clock.zatca() if clock is not None else nullcontext():
-        return await zatca.submit_compliance_invoice(run.environment, run.credentials, submission)
+    async def call() -> InvoiceResult:
+        with clock.zatca() if clock is not None else nullcontext():
+            return await zatca.submit_compliance_invoice(run.environment, run.credentials, submission)
+
+    if alongside is None:
+        return await call()
+    result, _ = await together(call, alongside)
+    return result
 
 
 async def _try_signed_document(
@@ -324,17 +348,12 @@ async def _signed_document(
     # Rendering and stamping are CPU work and the signature a token call: one thread hop for all.
     sign = keys.signer_in_worker(run.key_id)
 
-    def stamp_prepared(document: PreparedDocument) -> InvoiceSubmission:
-        def presigned(digest: bytes) -> bytes:
-            # The same document, so the same digest; anything else is signed by the token.
-            return document.signature if digest == document.digest else sign(digest)
-
-        signed = stamp_invoice(document.unsigned_xml, run.certificate_der, presigned)
-        return InvoiceSubmission(invoice_hash=signed.invoice_hash, uuid=document.uuid, invoice_xml=signed.xml)
-
     def build() -> InvoiceSubmission:
         if prepared is not None:
-            return stamp_prepared(prepared)
+            signed = stamp_invoice(prepared.unsigned_xml, run.certificate_der, prepared.presigned)
+            return InvoiceSubmission(
+                invoice_hash=signed.invoice_hash, uuid=prepared.uuid, invoice_xml=signed.xml
+            )
         model = sample_model(kind.kind, kind.type, seller_vat=run.seller.vat)
         unsigned = render_invoice(model, run.seller, icv=icv, pih=pih)
         signed = stamp_invoice(unsigned, run.certificate_der, sign)

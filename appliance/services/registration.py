@@ -181,7 +181,7 @@ class RegistrationService:
                     return []
                 with clock.step("prepare-documents"):
                     return await prepare_compliance_documents(
-                        self._keys, device_id, _seller(request), request.invoice_type, count=1
+                        self._keys, device_id, public_key_der, _seller(request), request.invoice_type, count=1
                     )
 
             compliance, prepared = await together(compliance_csid, prepare)
@@ -246,10 +246,11 @@ class RegistrationService:
         prepared: list[PreparedDocument],
     ) -> tuple[CsidResponse, x509.Certificate]:
         """compliance CSID stored -> checks -> compliant -> production CSID -> active; returns the
-        production CSID and its certificate."""
+        production CSID and its certificate. Each registry step starts before the ZATCA call that
+        follows it (see `run_compliance_checks`)."""
 
         async def store_compliance_csid() -> None:
-            # Runs while the first compliance document is built; it ends before that is sent.
+            # Runs while the first compliance document is stamped and with ZATCA.
             with clock.step("registry"):
                 sealed = await self._keys.encrypt_secret(compliance.secret.encode())
                 await self._registry.store_compliance_csid(
@@ -273,6 +274,17 @@ class RegistrationService:
             credentials=compliance.credentials,
             compliance_request_id=compliance.request_id,
         )
+        issued: list[CsidResponse] = []
+
+        async def request_production_csid() -> None:
+            # Runs while the verdicts and `compliant` are written.
+            with clock.step("production-csid"), clock.zatca():
+                issued.append(
+                    await self._zatca.request_production_csid(
+                        request.environment, compliance.credentials, compliance.request_id
+                    )
+                )
+
         with clock.step("compliance-documents"):
             await run_compliance_checks(
                 run,
@@ -283,13 +295,11 @@ class RegistrationService:
                 clock=clock,
                 audit_actor=_actor(record),
                 alongside_first=store_compliance_csid,
+                alongside_verdicts=request_production_csid,
                 prepared=prepared,
             )
         self._metrics.audit_records.labels(event=str(AuditEvent.COMPLIANCE_CHECKED)).inc()
-        with clock.step("production-csid"), clock.zatca():
-            production = await self._zatca.request_production_csid(
-                request.environment, compliance.credentials, compliance.request_id
-            )
+        (production,) = issued
         certificate = production_certificate(production, public_key_der, request.environment)
         with clock.step("registry"):
             sealed = await self._keys.encrypt_secret(production.secret.encode())

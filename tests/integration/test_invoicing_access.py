@@ -1,7 +1,8 @@
 """Who may invoice what, and which documents Submit refuses.
 
-- an inactive device (retired, or failed at registration) gets 409 on invoicing, an unknown one 404;
-  so does one holding only a compliance CSID (`zatca.onboarding: compliance`);
+- an inactive device (retired, or failed at registration) gets 409 on invoicing, an unknown one 404,
+  also with a body that is wrong too (the device is named first), and also once the device has
+  invoiced; so does one holding only a compliance CSID (`zatca.onboarding: compliance`);
 - an API key scoped to VAT A cannot invoice, read or list the invoices of a VAT-B device (404);
   a key without the `invoice` role gets 403 (a `read` key still reads);
 - Submit refuses, with 400 naming the failed check, a document stamped with another certificate
@@ -52,14 +53,19 @@ def test_inactive_and_unknown_devices(invoicing_service: RunningService, emulato
     (failed_row,) = [r for r in invoicing_service.registry_rows().values() if r["egs_serial"] == serial]
     assert failed_row["status"] == "failed"
     with invoicing_service.client() as client:
+        # It invoiced before its retirement: the service has seen it active.
+        assert client.post(f"/v1/Devices/{retired}/Invoices", json=model()).status_code == 201
         assert client.delete(f"/v1/Devices/{retired}").status_code == 200
         for device_id, state in ((retired, "retired"), (failed_row["device_id"], "failed")):
-            refused = client.post(f"/v1/Devices/{device_id}/Invoices", json=model())
-            assert refused.status_code == 409, refused.text
-            assert state in refused.json()["errorList"][0]["message"]
-        unknown = client.post(f"/v1/Devices/{uuid.uuid4()}/Invoices", json=model())
-        assert unknown.status_code == 404, unknown.text
-        assert client.get(f"/v1/Devices/{retired}/Invoices").json()["total"] == 0
+            # What is wrong with the device is answered before what is wrong with the body.
+            for body in ({**model(), "Lines": []}, model()):
+                refused = client.post(f"/v1/Devices/{device_id}/Invoices", json=body)
+                assert refused.status_code == 409, refused.text
+                assert state in refused.json()["errorList"][0]["message"]
+        for body in (model(), {**model(), "Lines": []}):
+            unknown = client.post(f"/v1/Devices/{uuid.uuid4()}/Invoices", json=body)
+            assert unknown.status_code == 404, unknown.text
+        assert client.get(f"/v1/Devices/{retired}/Invoices").json()["total"] == 1
 
 
 def test_a_device_with_only_a_compliance_csid_does_not_invoice(emulator: Any, tmp_path: Path) -> None:
@@ -105,6 +111,7 @@ def test_scoped_and_role_limited_keys(invoicing_service: RunningService, emulato
     with invoicing_service.client(scoped) as client:
         assert client.post(f"/v1/Devices/{device_a}/Invoices", json=model()).status_code == 201
         for response in (
+            client.post(f"/v1/Devices/{device_b}/Invoices", json={**model(), "Lines": []}),
             client.post(f"/v1/Devices/{device_b}/Invoices", json=model()),
             client.get(f"/v1/Invoices/{invoice_b_id}"),
             client.get(f"/v1/Invoices/{invoice_b_id}", headers={"Accept": "application/xml"}),

@@ -28,7 +28,7 @@ from appliance.invoices import INITIAL_PIH
 from appliance.invoices.facts import parse_invoice_facts
 from appliance.invoices.hashing import invoice_hash
 from appliance.invoices.qr import QrTooLong, decode_qr, encode_tlv
-from appliance.invoices.stamp import SignerCertificateMismatch, stamp_invoice
+from appliance.invoices.stamp import SignerCertificateMismatch, presign, stamp_invoice
 from appliance.invoices.verify import verify_invoice
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "invoices" / "sdk348"
@@ -181,6 +181,40 @@ def test_the_stamp_refuses_a_signer_that_does_not_match_the_certificate(identity
         stamp_invoice(unsigned("Simplified_Invoice.xml"), identity.der, stranger.sign)
     with pytest.raises(SignerCertificateMismatch, match="DER"):
         stamp_invoice(unsigned("Simplified_Invoice.xml"), identity.der, lambda digest: bytes(64))
+
+
+def public_key_der(identity: Identity) -> bytes:
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    return identity.key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+
+
+def test_a_document_signed_before_its_certificate_is_stamped_like_any_other(identity: Identity) -> None:
+    # Onboarding signs its first compliance document while ZATCA issues the certificate.
+    source = unsigned("Simplified_Invoice.xml")
+    presigned = presign(source, public_key_der(identity), identity.sign)
+    at = datetime(2025, 7, 22, 15, 51, 28)
+    late = stamp_invoice(source, identity.der, presigned, signing_time=at)
+    at_once = stamp_invoice(source, identity.der, lambda _: presigned.signature, signing_time=at)
+    assert late == at_once
+    assert late.invoice_hash == invoice_hash(source)
+    assert failed(late.xml, identity.certificate) == set()
+    assert [f for f in fatoora_findings(late.xml) if f[2] == "error"] == []
+
+
+def test_a_presigned_document_is_refused_with_a_certificate_for_another_key(identity: Identity) -> None:
+    stranger = Identity()
+    source = unsigned("Simplified_Invoice.xml")
+    presigned = presign(source, public_key_der(stranger), stranger.sign)
+    with pytest.raises(SignerCertificateMismatch, match="does not certify the key"):
+        stamp_invoice(source, identity.der, presigned)
+
+
+def test_presign_refuses_a_signature_its_public_key_does_not_verify(identity: Identity) -> None:
+    stranger = Identity()
+    source = unsigned("Simplified_Invoice.xml")
+    with pytest.raises(SignerCertificateMismatch, match="do not belong together"):
+        presign(source, public_key_der(identity), stranger.sign)
 
 
 # Negative cases: each names the failed check, in our verifier and (where it checks it) in fatoora-rs.
