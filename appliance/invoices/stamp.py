@@ -82,9 +82,8 @@ class Presigned(msgspec.Struct, frozen=True):
 
 def presign(unsigned_xml: bytes, public_key_der: bytes, sign: Callable[[bytes], bytes]) -> Presigned:
     """Hash and sign a document now, and verify the signature with the signer's public key."""
-    raw_hash = invoice_hash_bytes(parse_invoice(unsigned_xml))
-    signature = sign(hashlib.sha256(raw_hash).digest())
-    _check_signature(signature, raw_hash, serialization.load_der_public_key(public_key_der))
+    public_key = serialization.load_der_public_key(public_key_der)
+    raw_hash, signature = _signed_hash(parse_invoice(unsigned_xml), sign, public_key)
     return Presigned(raw_hash=raw_hash, signature=signature, public_key_der=public_key_der)
 
 
@@ -104,9 +103,7 @@ def stamp_invoice(
         raw_hash, signature = sign.raw_hash, sign.signature
         _check_certified_key(certificate, sign.public_key_der)
     else:
-        raw_hash = invoice_hash_bytes(root)
-        signature = sign(hashlib.sha256(raw_hash).digest())
-        _check_signature(signature, raw_hash, certificate.public_key())
+        raw_hash, signature = _signed_hash(root, sign, certificate.public_key())
     invoice_hash = base64.b64encode(raw_hash).decode("ascii")
     signature_value = base64.b64encode(signature).decode("ascii")
 
@@ -142,6 +139,17 @@ def stamp_invoice(
         qr=qr,
         signature_value=signature_value,
     )
+
+
+def _signed_hash(
+    root: etree._Element, sign: Callable[[bytes], bytes], public_key: object
+) -> tuple[bytes, bytes]:
+    """The document's raw invoice hash and the signer's signature over it, checked with `public_key`
+    before anything is built on it."""
+    raw_hash = invoice_hash_bytes(root)
+    signature = sign(hashlib.sha256(raw_hash).digest())
+    _check_signature(signature, raw_hash, public_key)
+    return raw_hash, signature
 
 
 def _check_signature(signature: bytes, raw_hash: bytes, public_key: object) -> None:

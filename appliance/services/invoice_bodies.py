@@ -1,8 +1,8 @@
 """A Model invoice request body: the model it describes and the digest that tells a retry apart.
 
 The digest is SHA-256 of the parsed body as canonical JSON (names sorted, numbers as written), so
-a retry that only reorders names or changes spacing is the same request (issue 11's idempotent
-retries); a different body under the same `Uuid` is a conflict.
+a retry that only reorders names or changes spacing is the same request; a different body under
+the same `Uuid` is a conflict.
 """
 
 from __future__ import annotations

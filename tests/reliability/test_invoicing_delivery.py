@@ -73,35 +73,30 @@ def test_already_accepted_documents_count_as_delivered(
     device = XmlDevice(invoicing_service, emulator)
     url = f"/v1/Devices/{device.device_id}/Invoices/Submit"
     environment_url = emulator.environment_url("Simulation")
-    headers = {
-        "Accept-Version": "V2",
-        "Authorization": "Basic " + base64.b64encode(f"{device.csid}:{device.secret}".encode()).decode(),
-    }
+    credentials = base64.b64encode(f"{device.csid}:{device.secret}".encode()).decode()
+
+    def accepted_directly(path: str, body: dict[str, Any], document: bytes) -> None:
+        direct = httpx.post(
+            f"{environment_url}/invoices/{path}/single",
+            json={
+                "invoiceHash": invoice_hash(document),
+                "uuid": body["Uuid"],
+                "invoice": base64.b64encode(document).decode(),
+            },
+            headers={
+                "Accept-Version": "V2",
+                "Authorization": f"Basic {credentials}",
+                "Clearance-Status": "1" if path == "clearance" else "0",
+            },
+            timeout=30,
+        )
+        assert direct.status_code in (200, 202), direct.text
+
     simplified_body, standard_body = model(), model(invoice_type="Standard")
     simplified = device.document(1, INITIAL_PIH, simplified_body)
-    direct = httpx.post(
-        f"{environment_url}/invoices/reporting/single",
-        json={
-            "invoiceHash": invoice_hash(simplified),
-            "uuid": simplified_body["Uuid"],
-            "invoice": base64.b64encode(simplified).decode(),
-        },
-        headers={**headers, "Clearance-Status": "0"},
-        timeout=30,
-    )
-    assert direct.status_code in (200, 202), direct.text
+    accepted_directly("reporting", simplified_body, simplified)
     standard = device.document(2, invoice_hash(simplified), standard_body)
-    direct = httpx.post(
-        f"{environment_url}/invoices/clearance/single",
-        json={
-            "invoiceHash": invoice_hash(standard),
-            "uuid": standard_body["Uuid"],
-            "invoice": base64.b64encode(standard).decode(),
-        },
-        headers={**headers, "Clearance-Status": "1"},
-        timeout=30,
-    )
-    assert direct.status_code in (200, 202), direct.text
+    accepted_directly("clearance", standard_body, standard)
     with invoicing_service.client() as client:
         first = client.post(url, json=submission(simplified_body, simplified))
         assert first.status_code == 201, first.text

@@ -16,6 +16,7 @@ from appliance.invoices.amounts import compute_totals, money
 from appliance.invoices.model import RIYADH, InvoiceModel
 from appliance.invoices.model_decode import decode_invoice_model
 from appliance.invoices.samples import sample_kinds, sample_model
+from tests.support.invoice_models import SELLER
 
 NOW = datetime(2026, 12, 6, 15, 0, 0, tzinfo=RIYADH)
 
@@ -33,15 +34,7 @@ def issue_example() -> dict[str, Any]:
         "BillingReference": "INV-2026-000100",
         "Reason": "Goods returned",
         "SupplyDate": "2026-12-06",
-        "Seller": {
-            "StreetName": "King Fahd Road",
-            "BuildingNumber": "1234",
-            "CitySubdivisionName": "Al Olaya",
-            "CityName": "Riyadh",
-            "PostalZone": "12345",
-            "CountryCode": "SA",
-            "Identification": {"Scheme": "CRN", "Id": "1010010000"},
-        },
+        "Seller": copy.deepcopy(SELLER),
         "Buyer": {
             "Name": "Buyer Co",
             "Vat": "300000000000003",
